@@ -1,0 +1,39 @@
+"""The `tournesol` command. Sub-commands import what they need when they run, so that
+`tournesol --help` stays instant."""
+
+from __future__ import annotations
+
+import typer
+
+from tournesol import __version__
+from tournesol.cli import db, export, imports
+
+app = typer.Typer(
+    help="Tournesol: one customer repository, every source, every channel.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(db.app, name="db")
+app.command("import")(imports.import_command)
+app.add_typer(imports.batches_app, name="batches")
+app.add_typer(export.app, name="export")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def demo(
+    persons: int = typer.Option(5000, help="How many synthetic persons to generate."),
+    seed: int = typer.Option(42, help="Random seed (same seed, same data)."),
+    out: str = typer.Option("demo-data", help="Folder for the generated files."),
+) -> None:
+    """Generate a realistic French multi-source dataset, import it all, and show the result."""
+    from pathlib import Path
+
+    from tournesol.demo.run import run_demo
+
+    run_demo(out_dir=Path(out), persons=persons, seed=seed)

@@ -1,0 +1,51 @@
+"""Consents with their proof, and contact preferences."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tournesol.db import Base, BigId, Json, utcnow
+
+
+class Consent(Base):
+    """A customer's consent (granted/denied/withdrawn) for a channel, a purpose and a brand.
+    Rows are never updated in place: a change is a new row; the latest by collected_at wins."""
+
+    __tablename__ = "consent"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"))
+    channel: Mapped[str] = mapped_column(String(20))  # email, sms, phone, postal, push, any
+    purpose: Mapped[str] = mapped_column(String(40), default="marketing")
+    brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
+    status: Mapped[str] = mapped_column(String(20))  # granted, denied, withdrawn
+    collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("source.id"))
+    source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"))
+    proof: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_consent_customer_channel", "customer_id", "channel", "purpose"),)
+
+
+class Preference(Base):
+    """When and how a customer likes to be contacted on one channel ('any' for all)."""
+
+    __tablename__ = "preference"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"))
+    channel: Mapped[str] = mapped_column(String(20), default="any")
+    preferred: Mapped[bool] = mapped_column(default=False)
+    days: Mapped[str | None] = mapped_column(String(40))  # e.g. "mon,tue,wed,thu,fri"
+    hours: Mapped[str | None] = mapped_column(String(40))  # e.g. "09:00-12:00,14:00-18:00"
+    language: Mapped[str | None] = mapped_column(String(8))
+    max_per_week: Mapped[int | None] = mapped_column(Integer)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("source.id"))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("customer_id", "channel"),)

@@ -1,0 +1,108 @@
+"""Golden customer records, their identifiers, organisations (B2B), brands and zones."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Date, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tournesol.db import Base, BigId, utcnow
+
+
+class Brand(Base):
+    __tablename__ = "brand"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Zone(Base):
+    __tablename__ = "zone"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    country: Mapped[str] = mapped_column(String(2), default="FR")
+
+
+class Organisation(Base):
+    """A company (B2B), identified by SIRET (establishment) or SIREN (legal unit)."""
+
+    __tablename__ = "organisation"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    siren: Mapped[str | None] = mapped_column(String(9), index=True)
+    siret: Mapped[str | None] = mapped_column(String(14), unique=True)
+    name: Mapped[str | None] = mapped_column(String(300))
+    naf_code: Mapped[str | None] = mapped_column(String(10))
+    headcount_band: Mapped[str | None] = mapped_column(String(20))
+    org_class: Mapped[str | None] = mapped_column(String(40))  # TPE, PME, ETI, GE, or own typology
+    postal_code: Mapped[str | None] = mapped_column(String(10))
+    city: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Customer(Base):
+    """The golden record of one person (customer or prospect)."""
+
+    __tablename__ = "customer"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_type: Mapped[str] = mapped_column(String(20), default="customer")  # or prospect
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active, merged, erased
+    civility: Mapped[str | None] = mapped_column(String(20))
+    first_name: Mapped[str | None] = mapped_column(String(100))
+    last_name: Mapped[str | None] = mapped_column(String(100))
+    maiden_name: Mapped[str | None] = mapped_column(String(100))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    gender: Mapped[str | None] = mapped_column(String(10))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone_mobile: Mapped[str | None] = mapped_column(String(40))
+    phone_fixed: Mapped[str | None] = mapped_column(String(40))
+    # AFNOR NF Z10-011 lines; line 1 (identity) is derived from civility and names.
+    address_line2: Mapped[str | None] = mapped_column(String(100))
+    address_line3: Mapped[str | None] = mapped_column(String(100))
+    address_line4: Mapped[str | None] = mapped_column(String(100))
+    address_line5: Mapped[str | None] = mapped_column(String(100))
+    postal_code: Mapped[str | None] = mapped_column(String(10), index=True)
+    city: Mapped[str | None] = mapped_column(String(100))
+    country: Mapped[str | None] = mapped_column(String(2))
+    language: Mapped[str | None] = mapped_column(String(8))
+    brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
+    zone_id: Mapped[int | None] = mapped_column(ForeignKey("zone.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_customer_last_first", "last_name", "first_name"),)
+
+
+class Identifier(Base):
+    """A normalized identifier (email, phone, loyalty card, account id, SIRET...) of a customer."""
+
+    __tablename__ = "identifier"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    value: Mapped[str] = mapped_column(String(320))
+    source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_identifier_kind_value", "kind", "value"),)
+
+
+class OrganisationContact(Base):
+    """A person (customer row) working for an organisation."""
+
+    __tablename__ = "organisation_contact"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    job_title: Mapped[str | None] = mapped_column(String(200))
+    source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"))
+
+    __table_args__ = (UniqueConstraint("organisation_id", "customer_id"),)

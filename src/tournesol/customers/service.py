@@ -1,0 +1,181 @@
+"""Database work for golden customers, identifiers, organisations, brands. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from tournesol.customers.models import (
+    Brand,
+    Customer,
+    Identifier,
+    Organisation,
+    OrganisationContact,
+)
+from tournesol.customers.rules import GOLDEN_FIELDS
+from tournesol.db import Dialect, chunked, utcnow
+
+EXPORT_COLUMNS = (
+    "id",
+    "customer_type",
+    "status",
+    "civility",
+    "first_name",
+    "last_name",
+    "maiden_name",
+    "birth_date",
+    "email",
+    "phone_mobile",
+    "phone_fixed",
+    "address_line2",
+    "address_line3",
+    "address_line4",
+    "address_line5",
+    "postal_code",
+    "city",
+    "country",
+    "language",
+    "created_at",
+    "updated_at",
+)
+
+
+def get_or_create_brand(session: Session, *, code: str) -> Brand:
+    brand = session.scalars(select(Brand).where(Brand.code == code)).one_or_none()
+    if brand is None:
+        brand = Brand(code=code, name=code)
+        session.add(brand)
+        session.flush()
+    return brand
+
+
+def get(session: Session, *, customer_id: int) -> Customer | None:
+    return session.get(Customer, customer_id)
+
+
+def create_many(session: Session, *, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert golden records; returns their ids in the order given."""
+    if not rows:
+        return []
+    now = utcnow()
+    columns = set().union(*(r.keys() for r in rows))
+    full = [{c: r.get(c) for c in columns} | {"created_at": now, "updated_at": now} for r in rows]
+    for r in full:
+        r["status"] = r.get("status") or "active"
+        r["customer_type"] = r.get("customer_type") or "customer"
+    result = session.execute(
+        insert(Customer).returning(Customer.id, sort_by_parameter_order=True), full
+    )
+    return [r[0] for r in result]
+
+
+def update_many(session: Session, *, rows: list[tuple[int, dict[str, Any]]]) -> None:
+    """Rewrite golden fields: ``(customer_id, values)``; columns absent from values become NULL."""
+    if not rows:
+        return
+    now = utcnow()
+    columns = set(GOLDEN_FIELDS.values())
+    session.execute(
+        update(Customer),
+        [
+            {c: values.get(c) for c in columns}
+            | {
+                "id": cid,
+                "updated_at": now,
+                "customer_type": values.get("customer_type", "customer"),
+            }
+            for cid, values in rows
+        ],
+    )
+
+
+def replace_identifiers(
+    session: Session, *, source_record_ids: Sequence[int], rows: list[dict[str, Any]]
+) -> None:
+    """Drop the identifiers that came from these source records, then insert ``rows``
+    (dicts with customer_id, kind, value, source_record_id)."""
+    size = Dialect.of(session).max_params - 10
+    for part in chunked(list(source_record_ids), size):
+        session.execute(delete(Identifier).where(Identifier.source_record_id.in_(part)))
+    if rows:
+        now = utcnow()
+        session.execute(insert(Identifier), [r | {"created_at": now} for r in rows])
+
+
+def upsert_organisations(session: Session, *, orgs: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Create or refresh organisations keyed by SIRET (or SIREN when no SIRET); returns
+    key -> organisation id. Empty values never overwrite known ones."""
+    by_key: dict[str, dict[str, Any]] = {}
+    for given in orgs:
+        key = given.get("siret") or given["siren"]
+        by_key.setdefault(key, {}).update({k: v for k, v in given.items() if v})
+    if not by_key:
+        return {}
+    sirets = [k for k in by_key if len(k) == 14]
+    sirens = [k for k in by_key if len(k) != 14]
+    found: dict[str, Organisation] = {}
+    if sirets:
+        for org in session.scalars(select(Organisation).where(Organisation.siret.in_(sirets))):
+            assert org.siret is not None
+            found[org.siret] = org
+    if sirens:
+        query = select(Organisation).where(
+            Organisation.siren.in_(sirens), Organisation.siret.is_(None)
+        )
+        for org in session.scalars(query):
+            assert org.siren is not None
+            found[org.siren] = org
+    now = utcnow()
+    for key, fields in by_key.items():
+        known = found.get(key)
+        if known is None:
+            known = Organisation(**fields, created_at=now, updated_at=now)
+            session.add(known)
+            found[key] = known
+        else:
+            for name, value in fields.items():
+                setattr(known, name, value)
+            known.updated_at = now
+    session.flush()
+    return {key: org.id for key, org in found.items()}
+
+
+def link_contacts(session: Session, *, links: list[dict[str, Any]]) -> None:
+    """Attach persons to organisations (organisation_id, customer_id, job_title,
+    source_record_id); an existing link gets the new job title."""
+    if not links:
+        return
+    pairs = {(link["organisation_id"], link["customer_id"]): link for link in links}
+    customer_ids = list({cid for _, cid in pairs})
+    existing: dict[tuple[int, int], int] = {}
+    size = Dialect.of(session).max_params - 10
+    for part in chunked(customer_ids, size):
+        rows = session.execute(
+            select(
+                OrganisationContact.organisation_id,
+                OrganisationContact.customer_id,
+                OrganisationContact.id,
+            ).where(OrganisationContact.customer_id.in_(part))
+        )
+        existing.update({(o, c): i for o, c, i in rows})
+    new = [link for pair, link in pairs.items() if pair not in existing]
+    old = [
+        {"id": existing[pair], "job_title": link.get("job_title")}
+        for pair, link in pairs.items()
+        if pair in existing
+    ]
+    if new:
+        session.execute(insert(OrganisationContact), new)
+    if old:
+        session.execute(update(OrganisationContact), old)
+
+
+def export_rows(session: Session) -> Iterable[tuple[Any, ...]]:
+    """Golden records, one tuple per customer in EXPORT_COLUMNS order."""
+    columns = [getattr(Customer, c) for c in EXPORT_COLUMNS]
+    query = select(*columns).order_by(Customer.id).execution_options(yield_per=10_000)
+    for row in session.execute(query):
+        yield tuple(row)

@@ -1,0 +1,394 @@
+"""What an accepted chunk of rows does to the store, per entity.
+
+Each handler receives the chunk's new records and changed records (a changed record's previous
+state is kept as a version) and writes the source records and the entity rows (customers,
+transactions, interactions, organisations, products) in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tournesol.consent import service as consent_service
+from tournesol.customers import rules as customer_rules
+from tournesol.customers import service as customer_service
+from tournesol.db import Dialect, chunked
+from tournesol.ingest import service as ingest_service
+from tournesol.ingest.models import SourceRecord
+from tournesol.ingest.rules import MappedRow, to_json_value
+from tournesol.ingest.schemas import EntityKind, Mapping
+from tournesol.ingest.service import ExistingRecord
+from tournesol.interactions import service as history_service
+
+TRANSACTION_FIELDS = (
+    "occurred_at",
+    "kind",
+    "channel",
+    "store_code",
+    "total_amount",
+    "currency",
+    "status",
+)
+LINE_FIELDS = ("sku", "label", "category", "quantity", "unit_price", "amount")
+INTERACTION_FIELDS = (
+    "occurred_at",
+    "channel",
+    "direction",
+    "type",
+    "subject",
+    "outcome",
+    "campaign_code",
+)
+ORGANISATION_FIELDS = (
+    "siret",
+    "siren",
+    "name",
+    "naf_code",
+    "headcount_band",
+    "org_class",
+    "postal_code",
+    "city",
+)
+
+
+@dataclass
+class ChunkContext:
+    """What every handler needs to know about the file being imported."""
+
+    mapping: Mapping
+    source_id: int
+    brand_id: int | None
+    batch_id: int
+    file_name: str
+    started_at: datetime
+    ref_source_id: int | None  # the source named by the mapping's `customer:` reference
+
+
+@dataclass
+class Accepted:
+    """One accepted row: the mapped row and its fingerprint; ``existing`` when it changed."""
+
+    row: MappedRow
+    record_hash: str
+    existing: ExistingRecord | None = None
+
+
+def _record_dict(
+    ctx: ChunkContext, item: Accepted, customer_id: int | None = None
+) -> dict[str, Any]:
+    return {
+        "source_id": ctx.source_id,
+        "entity": ctx.mapping.entity.value,
+        "source_key": item.row.key,
+        "raw": item.row.raw,
+        "normalized": item.row.normalized,
+        "record_hash": item.record_hash,
+        "line_no": item.row.line_no,
+        "customer_id": customer_id,
+        "first_batch_id": ctx.batch_id,
+        "last_batch_id": ctx.batch_id,
+    }
+
+
+def _write_records(
+    session: Session,
+    ctx: ChunkContext,
+    new: list[Accepted],
+    changed: list[Accepted],
+    customer_ids: list[int | None] | None = None,
+) -> list[int]:
+    owners = customer_ids if customer_ids is not None else [None] * len(new)
+    ids = ingest_service.insert_records(
+        session, rows=[_record_dict(ctx, item, cid) for item, cid in zip(new, owners, strict=True)]
+    )
+    ingest_service.supersede_records(
+        session,
+        batch_id=ctx.batch_id,
+        changes=[
+            {
+                "id": item.existing.id,
+                "raw": item.row.raw,
+                "normalized": item.row.normalized,
+                "record_hash": item.record_hash,
+                "line_no": item.row.line_no,
+            }
+            for item in changed
+            if item.existing is not None
+        ],
+    )
+    return ids
+
+
+def _previous_consents(session: Session, record_ids: list[int]) -> dict[int, dict[str, bool]]:
+    out: dict[int, dict[str, bool]] = {}
+    for part in chunked(record_ids, Dialect.of(session).max_params - 10):
+        for rid, normalized in session.execute(
+            select(SourceRecord.id, SourceRecord.normalized).where(SourceRecord.id.in_(part))
+        ):
+            out[rid] = dict(normalized.get("consents") or {})
+    return out
+
+
+def _consent_rows(
+    ctx: ChunkContext, row: MappedRow, customer_id: int, record_id: int, only: set[str] | None
+) -> list[dict[str, Any]]:
+    rows = []
+    for label, granted in row.consents.items():
+        if only is not None and label not in only:
+            continue
+        channel, purpose = label.split(":", 1)
+        meta = row.consent_meta.get(label, {})
+        rows.append(
+            {
+                "customer_id": customer_id,
+                "channel": channel,
+                "purpose": purpose,
+                "brand_id": ctx.brand_id,
+                "status": consent_service.status_word(granted),
+                "collected_at": meta.get("collected_at") or ctx.started_at,
+                "source_id": ctx.source_id,
+                "source_record_id": record_id,
+                "proof": {
+                    "kind": "import",
+                    "batch_id": ctx.batch_id,
+                    "file": ctx.file_name,
+                    "line": row.line_no,
+                    "column": meta.get("column"),
+                    "value": meta.get("value"),
+                    "reference": meta.get("proof"),
+                },
+            }
+        )
+    return rows
+
+
+def handle_customers(
+    session: Session, ctx: ChunkContext, new: list[Accepted], changed: list[Accepted]
+) -> None:
+    """Until identity resolution lands, each new customer record is its own golden customer."""
+    golden = [
+        customer_rules.golden_values(item.row.values) | {"brand_id": ctx.brand_id} for item in new
+    ]
+    customer_ids = customer_service.create_many(session, rows=golden)
+    old_consents = _previous_consents(session, [i.existing.id for i in changed if i.existing])
+    record_ids = _write_records(session, ctx, new, changed, list(customer_ids))
+
+    owners: list[tuple[Accepted, int, int]] = list(zip(new, record_ids, customer_ids, strict=True))
+    updates: list[tuple[int, dict[str, Any]]] = []
+    for item in changed:
+        assert item.existing is not None
+        if item.existing.customer_id is not None:
+            owners.append((item, item.existing.id, item.existing.customer_id))
+            updates.append(
+                (
+                    item.existing.customer_id,
+                    customer_rules.golden_values(item.row.values) | {"brand_id": ctx.brand_id},
+                )
+            )
+    customer_service.update_many(session, rows=updates)
+
+    identifier_rows: list[dict[str, Any]] = []
+    consent_rows: list[dict[str, Any]] = []
+    orgs: list[tuple[dict[str, Any], int, int, Any]] = []
+    for item, record_id, customer_id in owners:
+        values = item.row.values
+        for kind, value in customer_rules.identifiers(values, ctx.mapping.identifiers):
+            identifier_rows.append(
+                {
+                    "customer_id": customer_id,
+                    "kind": kind,
+                    "value": value,
+                    "source_record_id": record_id,
+                }
+            )
+        only = None
+        if item.existing is not None:
+            before = old_consents.get(item.existing.id, {})
+            only = {
+                label
+                for label, granted in item.row.consents.items()
+                if before.get(label) != granted
+            }
+        consent_rows.extend(_consent_rows(ctx, item.row, customer_id, record_id, only))
+        org = customer_rules.organisation_values(values)
+        if org is not None:
+            orgs.append((org, customer_id, record_id, values.get("job_title")))
+    customer_service.replace_identifiers(
+        session,
+        source_record_ids=[i.existing.id for i in changed if i.existing],
+        rows=identifier_rows,
+    )
+    consent_service.record_many(session, rows=consent_rows)
+    if orgs:
+        org_ids = customer_service.upsert_organisations(session, orgs=[o for o, *_ in orgs])
+        customer_service.link_contacts(
+            session,
+            links=[
+                {
+                    "organisation_id": org_ids[org.get("siret") or org["siren"]],
+                    "customer_id": cid,
+                    "job_title": title,
+                    "source_record_id": rid,
+                }
+                for org, cid, rid, title in orgs
+            ],
+        )
+
+
+def _owners(session: Session, ctx: ChunkContext, rows: list[MappedRow]) -> dict[str, int]:
+    if ctx.ref_source_id is None:
+        return {}
+    refs = {r.customer_ref for r in rows if r.customer_ref}
+    return ingest_service.customer_ids_for_keys(session, source_id=ctx.ref_source_id, keys=refs)
+
+
+def _extra(values: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
+    return {k: to_json_value(v) for k, v in values.items() if k not in known and v is not None}
+
+
+def handle_transactions(
+    session: Session, ctx: ChunkContext, new: list[Accepted], changed: list[Accepted]
+) -> None:
+    items = new + changed
+    owners = _owners(session, ctx, [i.row for i in items])
+    record_ids = _write_records(session, ctx, new, changed)
+    rec_of = {id(item): rid for item, rid in zip(new, record_ids, strict=True)}
+    rec_of.update({id(i): i.existing.id for i in changed if i.existing})
+
+    headers: dict[str, dict[str, Any]] = {}
+    for item in items:
+        row = item.row
+        ext = row.transaction_key or row.key
+        header = {f: row.values.get(f) for f in TRANSACTION_FIELDS}
+        header["kind"] = header["kind"] or "ticket"
+        header["currency"] = header["currency"] or "EUR"
+        header.update(
+            external_id=ext,
+            brand_id=ctx.brand_id,
+            customer_id=owners.get(row.customer_ref) if row.customer_ref else None,
+            customer_ref_source_id=ctx.ref_source_id if row.customer_ref else None,
+            customer_ref_key=row.customer_ref,
+            attributes=_extra(row.values, TRANSACTION_FIELDS),
+        )
+        if row.transaction_key is None:  # one record per transaction: it is the header's source
+            header["source_record_id"] = rec_of[id(item)]
+        headers.setdefault(ext, header)
+    overwrite = {(i.row.transaction_key or i.row.key) for i in changed}
+    txn_ids = history_service.upsert_transactions(
+        session, source_id=ctx.source_id, rows=list(headers.values()), overwrite=overwrite
+    )
+    nested_changed = [txn_ids[i.row.key] for i in changed if i.row.transaction_key is None]
+    history_service.delete_lines(session, transaction_ids=nested_changed)
+    lines = []
+    for item in items:
+        ext = item.row.transaction_key or item.row.key
+        for line in item.row.lines:
+            lines.append(
+                {f: line.get(f) for f in LINE_FIELDS}
+                | {
+                    "transaction_id": txn_ids[ext],
+                    "line_no": line["line_no"],
+                    "source_record_id": rec_of[id(item)],
+                }
+            )
+    history_service.upsert_lines(session, rows=lines)
+    history_service.refresh_totals(
+        session,
+        transaction_ids=sorted({txn_ids[h] for h in headers}),
+        set_total="total_amount" not in ctx.mapping.fields,
+    )
+
+
+def handle_interactions(
+    session: Session, ctx: ChunkContext, new: list[Accepted], changed: list[Accepted]
+) -> None:
+    items = new + changed
+    owners = _owners(session, ctx, [i.row for i in items])
+    record_ids = _write_records(session, ctx, new, changed)
+    rec_of = {id(item): rid for item, rid in zip(new, record_ids, strict=True)}
+    rec_of.update({id(i): i.existing.id for i in changed if i.existing})
+    rows = []
+    for item in items:
+        row = item.row
+        values = {f: row.values.get(f) for f in INTERACTION_FIELDS}
+        values["channel"] = values["channel"] or "other"
+        values["direction"] = values["direction"] or "inbound"
+        values["type"] = values["type"] or "contact"
+        rows.append(
+            values
+            | {
+                "customer_id": owners.get(row.customer_ref) if row.customer_ref else None,
+                "customer_ref_source_id": ctx.ref_source_id if row.customer_ref else None,
+                "customer_ref_key": row.customer_ref,
+                "brand_id": ctx.brand_id,
+                "source_id": ctx.source_id,
+                "source_record_id": rec_of[id(item)],
+                "payload": _extra(row.values, INTERACTION_FIELDS),
+            }
+        )
+    history_service.upsert_interactions(
+        session, rows=rows, overwrite={i.existing.id for i in changed if i.existing}
+    )
+
+
+def handle_organisations(
+    session: Session, ctx: ChunkContext, new: list[Accepted], changed: list[Accepted]
+) -> None:
+    _write_records(session, ctx, new, changed)
+    orgs = []
+    for item in new + changed:
+        values = {f: item.row.values.get(f) for f in ORGANISATION_FIELDS}
+        org = customer_rules.organisation_values({f"org_{k}": v for k, v in values.items()})
+        if org is not None:
+            org.update({k: values[k] for k in ("postal_code", "city") if values.get(k)})
+            orgs.append(org)
+    customer_service.upsert_organisations(session, orgs=orgs)
+
+
+def handle_products(
+    session: Session, ctx: ChunkContext, new: list[Accepted], changed: list[Accepted]
+) -> None:
+    items = new + changed
+    record_ids = _write_records(session, ctx, new, changed)
+    rec_of = {id(item): rid for item, rid in zip(new, record_ids, strict=True)}
+    rec_of.update({id(i): i.existing.id for i in changed if i.existing})
+    brands: dict[str, int] = {}
+    rows = []
+    for item in items:
+        values = item.row.values
+        brand_code = values.get("brand")
+        brand_id = ctx.brand_id
+        if brand_code:
+            if brand_code not in brands:
+                brands[brand_code] = customer_service.get_or_create_brand(
+                    session, code=brand_code
+                ).id
+            brand_id = brands[brand_code]
+        rows.append(
+            {
+                "sku": values.get("sku") or item.row.key,
+                "name": values.get("name"),
+                "category": values.get("category"),
+                "price": values.get("price"),
+                "brand_id": brand_id,
+                "source_record_id": rec_of[id(item)],
+            }
+        )
+    history_service.upsert_products(session, rows=rows)
+
+
+Handler = Callable[[Session, ChunkContext, list[Accepted], list[Accepted]], None]
+
+HANDLERS: dict[EntityKind, Handler] = {
+    EntityKind.customer: handle_customers,
+    EntityKind.transaction: handle_transactions,
+    EntityKind.interaction: handle_interactions,
+    EntityKind.organisation: handle_organisations,
+    EntityKind.product: handle_products,
+}

@@ -1,0 +1,415 @@
+"""Pure rules that turn one raw row into a normalized record, or into a reject with a reason.
+
+Nothing here touches a database. :class:`RowMapper` is compiled once per file from the mapping
+and the file's columns, then called for every row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from collections.abc import Mapping as TMapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tournesol.ingest.schemas import EntityKind, FieldSpec, Mapping, MappingError
+
+DEFAULT_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d", "%d/%m/%y")
+DEFAULT_DATETIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y",
+    "%Y-%m-%d",
+)
+KEY_SEPARATOR = "|"
+MAX_KEY_LENGTH = 300
+
+_SPACES = re.compile(r"\s+")
+_NON_DIGITS = re.compile(r"\D+")
+
+_TRANSFORMS: dict[str, Callable[[str], str]] = {
+    "strip": str.strip,
+    "collapse_spaces": lambda v: _SPACES.sub(" ", v).strip(),
+    "upper": str.upper,
+    "lower": str.lower,
+    "title": str.title,
+    "digits_only": lambda v: _NON_DIGITS.sub("", v),
+    "empty_to_null": lambda v: v,  # handled in apply_transforms
+}
+
+
+class RowRejected(Exception):
+    """A row that cannot be accepted. ``code`` is machine-readable, ``reason`` is for people."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def apply_transforms(value: str, transforms: tuple[str, ...]) -> str | None:
+    """Apply the named transforms in order; ``empty_to_null`` turns a blank result into None."""
+    for name in transforms:
+        value = _TRANSFORMS[name](value)
+    if "empty_to_null" in transforms and not value.strip():
+        return None
+    return value
+
+
+def parse_decimal(text: str) -> Decimal:
+    """Read an amount written the French or the English way: ``1 234,56``, ``1,234.56``,
+    ``12,5``, ``-3.10``, ``12,50 €``.
+
+    >>> parse_decimal("1 234,56")
+    Decimal('1234.56')
+    """
+    cleaned = text.strip().replace("\u00a0", "").replace("\u202f", "").replace(" ", "")
+    cleaned = cleaned.removesuffix("€").removesuffix("EUR").strip()
+    if "," in cleaned and "." in cleaned:
+        if cleaned.rfind(",") > cleaned.rfind("."):
+            cleaned = cleaned.replace(".", "").replace(",", ".")
+        else:
+            cleaned = cleaned.replace(",", "")
+    elif cleaned.count(",") == 1:
+        cleaned = cleaned.replace(",", ".")
+    try:
+        number = Decimal(cleaned)
+    except InvalidOperation as exc:
+        raise ValueError(f"{text!r} is not a number") from exc
+    if not number.is_finite():
+        raise ValueError(f"{text!r} is not a finite number")
+    return number
+
+
+def parse_date(text: str, formats: tuple[str, ...]) -> date:
+    """Parse with the first format that fits. An impossible date (31/02/1980) is an error that
+    says so, not a 'wrong format'."""
+    impossible: str | None = None
+    for fmt in formats or DEFAULT_DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError as exc:
+            if "out of range" in str(exc) or "must be in" in str(exc):
+                impossible = str(exc)
+    if impossible:
+        raise ValueError(f"{text!r} is not a real date ({impossible})")
+    raise ValueError(
+        f"{text!r} matches none of the date formats {list(formats or DEFAULT_DATE_FORMATS)}"
+    )
+
+
+def parse_datetime(text: str, formats: tuple[str, ...], tz: ZoneInfo) -> datetime:
+    """Parse a date-time; ISO 8601 with an offset is always accepted; naive values are read in
+    ``tz``. A bare date becomes midnight."""
+    value: datetime | None = None
+    if not formats:
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            value = None
+    if value is None:
+        impossible: str | None = None
+        for fmt in formats or DEFAULT_DATETIME_FORMATS:
+            try:
+                value = datetime.strptime(text, fmt)
+                break
+            except ValueError as exc:
+                if "out of range" in str(exc) or "must be in" in str(exc):
+                    impossible = str(exc)
+        if value is None:
+            if impossible:
+                raise ValueError(f"{text!r} is not a real date-time ({impossible})")
+            shown = list(formats or DEFAULT_DATETIME_FORMATS)
+            raise ValueError(f"{text!r} matches none of the date-time formats {shown}")
+    return value if value.tzinfo else value.replace(tzinfo=tz)
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def convert(value: Any, spec: FieldSpec, tz: ZoneInfo) -> Any:
+    """Turn one raw value into a typed one according to ``spec``; ValueError if impossible."""
+    if value is None:
+        return spec.default
+    if isinstance(value, str):
+        text = apply_transforms(value, spec.transforms)
+        if text is None:
+            return spec.default
+        if spec.values:
+            text = spec.values.get(text, spec.values.get(text.upper(), text))
+            if text is None:
+                return spec.default
+    else:
+        text = None
+    kind = spec.type
+    if kind == "string":
+        return text if text is not None else _to_text(value)
+    if kind == "date":
+        if isinstance(value, datetime):
+            return value.date()
+        if isinstance(value, date):
+            return value
+        return parse_date(text if text is not None else _to_text(value), spec.formats)
+    if kind == "datetime":
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=tz)
+        if isinstance(value, date):
+            return datetime.combine(value, time(), tzinfo=tz)
+        return parse_datetime(text if text is not None else _to_text(value), spec.formats, tz)
+    if kind == "decimal":
+        if isinstance(value, bool):
+            raise ValueError(f"{value!r} is not a number")
+        if isinstance(value, int | Decimal):
+            return Decimal(value)
+        if isinstance(value, float):
+            return Decimal(repr(value))
+        return parse_decimal(text if text is not None else _to_text(value))
+    if kind == "integer":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        number = parse_decimal(text if text is not None else _to_text(value))
+        if number != number.to_integral_value():
+            raise ValueError(f"{value!r} is not a whole number")
+        return int(number)
+    # boolean
+    if isinstance(value, bool):
+        return value
+    word = (text if text is not None else _to_text(value)).strip().lower()
+    if word in spec.true_values:
+        return True
+    if word in spec.false_values:
+        return False
+    raise ValueError(f"{value!r} is neither a yes ({spec.true_values}) nor a no value")
+
+
+def to_json_value(value: Any) -> Any:
+    """The JSON form of a typed value: ISO dates, decimals as strings."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def record_hash(raw: TMapping[str, Any], normalized: TMapping[str, Any]) -> str:
+    """A fingerprint of what was received and what it meant: equal hashes = nothing changed."""
+    payload = json.dumps([raw, normalized], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def mapping_fingerprint(mapping: Mapping) -> str:
+    payload = json.dumps(mapping.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(slots=True)
+class MappedRow:
+    """A row as understood: its key, typed field values, and their JSON form."""
+
+    line_no: int
+    key: str
+    values: dict[str, Any]
+    normalized: dict[str, Any]
+    raw: dict[str, Any]
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    consents: dict[str, bool] = field(default_factory=dict)  # "channel:purpose" -> granted
+    consent_meta: dict[str, dict[str, Any]] = field(default_factory=dict)  # column, value, date
+    customer_ref: str | None = None
+    transaction_key: str | None = None  # flat transaction lines: the transaction this row is in
+    line_key: int | None = None
+    raw_text: str = ""  # the row as read, kept for a reject decided after mapping
+
+
+class RowMapper:
+    """Compiled mapping for one file: resolves column names once, then maps rows."""
+
+    def __init__(self, mapping: Mapping, columns: list[str]) -> None:
+        self.mapping = mapping
+        self.tz = ZoneInfo(mapping.format.timezone)
+        by_lower = {c.strip().lower(): c for c in columns}
+
+        def resolve(column: str, where: str) -> str:
+            found = by_lower.get(column.strip().lower())
+            if found is None:
+                raise MappingError(
+                    f"{where}: column {column!r} is not in the file; the file's columns are: "
+                    + ", ".join(columns)
+                )
+            return found
+
+        self.key_columns = [resolve(c, "key") for c in mapping.key_columns]
+        self.fields: list[tuple[str, str | None, FieldSpec]] = [
+            (name, resolve(spec.column, f"field {name}") if spec.column else None, spec)
+            for name, spec in mapping.field_specs().items()
+        ]
+        self.consents = [
+            (
+                f"{c.channel}:{c.purpose}",
+                resolve(c.column, f"consent {c.channel}"),
+                c.true_values,
+                c.false_values,
+                resolve(c.collected_at, f"consent {c.channel} collected_at")
+                if c.collected_at
+                else None,
+                resolve(c.proof, f"consent {c.channel} proof") if c.proof else None,
+            )
+            for c in mapping.consents
+        ]
+        self.customer_column = (
+            resolve(mapping.customer.column, "customer") if mapping.customer else None
+        )
+        self.line_fields = list(mapping.line_specs().items())
+        lines = mapping.lines
+        self.lines_path = lines.path if lines else None
+        self.line_key_column = resolve(lines.key, "lines.key") if lines and lines.key else None
+        if self.line_key_column is not None:
+            self.line_fields = [
+                (name, FieldSpec(column=resolve(spec.column, f"lines.{name}"), **_spec_rest(spec)))
+                if spec.column
+                else (name, spec)
+                for name, spec in self.line_fields
+            ]
+        self.required = mapping.required
+
+    def _key(self, values: TMapping[str, Any], line_no: int) -> str:
+        parts = []
+        for column in self.key_columns:
+            raw = values.get(column)
+            text = "" if raw is None else _to_text(raw).strip()
+            if not text:
+                raise RowRejected("MISSING_KEY", f"line {line_no}: key column {column!r} is empty")
+            parts.append(text)
+        key = KEY_SEPARATOR.join(parts)
+        if len(key) > MAX_KEY_LENGTH:
+            raise RowRejected(
+                "KEY_TOO_LONG",
+                f"line {line_no}: key is {len(key)} characters (max {MAX_KEY_LENGTH})",
+            )
+        return key
+
+    def _fields(
+        self,
+        fields: list[tuple[str, str | None, FieldSpec]],
+        values: TMapping[str, Any],
+        where: str,
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, column, spec in fields:
+            raw = values.get(column) if column else None
+            try:
+                out[name] = convert(raw, spec, self.tz)
+            except ValueError as exc:
+                code = "INVALID_DATE" if spec.type in ("date", "datetime") else "INVALID_VALUE"
+                shown = column or name
+                raise RowRejected(code, f"{where}: column {shown!r} ({name}): {exc}") from exc
+        return out
+
+    def map(self, line_no: int, values: dict[str, Any]) -> MappedRow:
+        """Map one raw row. Raises RowRejected with a precise code and reason."""
+        where = f"line {line_no}"
+        key = self._key(values, line_no)
+        typed = self._fields(self.fields, values, where)
+        for name in self.required:
+            if typed.get(name) in (None, ""):
+                raise RowRejected("MISSING_REQUIRED", f"{where}: required field {name!r} is empty")
+        row = MappedRow(
+            line_no=line_no,
+            key=key,
+            values=typed,
+            normalized={k: to_json_value(v) for k, v in typed.items() if v is not None},
+            raw=values,
+        )
+        for label, column, yes, no, date_column, proof_column in self.consents:
+            cell = values.get(column)
+            if cell is None or (isinstance(cell, str) and not cell.strip()):
+                continue
+            word = _to_text(cell).strip().lower()
+            if isinstance(cell, bool):
+                row.consents[label] = cell
+            elif word in yes:
+                row.consents[label] = True
+            elif word in no:
+                row.consents[label] = False
+            else:
+                raise RowRejected(
+                    "INVALID_VALUE",
+                    f"{where}: consent column {column!r}: {cell!r} is neither yes nor no",
+                )
+            meta: dict[str, Any] = {"column": column, "value": _to_text(cell)}
+            if date_column is not None and values.get(date_column) not in (None, ""):
+                try:
+                    meta["collected_at"] = convert(
+                        values[date_column], FieldSpec(column=date_column, type="datetime"), self.tz
+                    )
+                except ValueError as exc:
+                    raise RowRejected(
+                        "INVALID_DATE", f"{where}: consent date column {date_column!r}: {exc}"
+                    ) from exc
+            if proof_column is not None and values.get(proof_column) not in (None, ""):
+                meta["proof"] = _to_text(values[proof_column])
+            row.consent_meta[label] = meta
+        if row.consents:
+            row.normalized["consents"] = dict(row.consents)
+        if self.customer_column is not None:
+            ref = values.get(self.customer_column)
+            text = None if ref is None else _to_text(ref).strip()
+            row.customer_ref = text or None
+        if self.mapping.entity is EntityKind.transaction:
+            self._map_lines(row, values, where)
+        return row
+
+    def _map_lines(self, row: MappedRow, values: dict[str, Any], where: str) -> None:
+        if self.line_key_column is not None:
+            number = values.get(self.line_key_column)
+            try:
+                line_key = (
+                    int(parse_decimal(_to_text(number))) if number not in (None, "") else None
+                )
+            except ValueError:
+                line_key = None
+            if line_key is None:
+                raise RowRejected(
+                    "MISSING_KEY",
+                    f"{where}: line number column {self.line_key_column!r} is not a number",
+                )
+            fields = [(n, s.column, s) for n, s in self.line_fields]
+            line = self._fields(fields, values, where)
+            line["line_no"] = line_key
+            row.transaction_key, row.line_key = row.key, line_key
+            row.key = f"{row.key}{KEY_SEPARATOR}{line_key}"
+            row.lines = [line]
+            row.normalized["line"] = {k: to_json_value(v) for k, v in line.items() if v is not None}
+        elif self.lines_path is not None:
+            items = values.get(self.lines_path)
+            if items is None:
+                items = []
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise RowRejected(
+                    "INVALID_VALUE", f"{where}: {self.lines_path!r} must be a list of objects"
+                )
+            for number, item in enumerate(items, start=1):
+                fields = [(n, s.column, s) for n, s in self.line_fields]
+                line = self._fields(fields, item, f"{where}, line item {number}")
+                line["line_no"] = number
+                row.lines.append(line)
+            row.normalized["lines"] = [
+                {k: to_json_value(v) for k, v in line.items() if v is not None}
+                for line in row.lines
+            ]
+
+
+def _spec_rest(spec: FieldSpec) -> dict[str, Any]:
+    data = spec.model_dump()
+    data.pop("column")
+    return data

@@ -1,0 +1,35 @@
+"""Every table, imported once so that ``Base.metadata`` is complete (Alembic, tests)."""
+
+from tournesol.consent.models import Consent, Preference
+from tournesol.customers.models import (
+    Brand,
+    Customer,
+    Identifier,
+    Organisation,
+    OrganisationContact,
+    Zone,
+)
+from tournesol.db import Base
+from tournesol.ingest.models import ImportBatch, Reject, Source, SourceRecord, SourceRecordVersion
+from tournesol.interactions.models import Interaction, Product, Transaction, TransactionLine
+
+__all__ = [
+    "Base",
+    "Brand",
+    "Consent",
+    "Customer",
+    "Identifier",
+    "ImportBatch",
+    "Interaction",
+    "Organisation",
+    "OrganisationContact",
+    "Preference",
+    "Product",
+    "Reject",
+    "Source",
+    "SourceRecord",
+    "SourceRecordVersion",
+    "Transaction",
+    "TransactionLine",
+    "Zone",
+]
