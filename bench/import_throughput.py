@@ -89,7 +89,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
                 f"{first}.{last}{rnd.randint(1, 99)}@{rnd.choice(domains)}".lower().replace(
                     " ", ""
                 ),
-                f"06 {rnd.randint(10, 99)} {rnd.randint(10, 99)} {rnd.randint(10, 99)} {rnd.randint(10, 99)}",
+                "06 " + " ".join(f"{rnd.randint(10, 99)}" for _ in range(4)),
                 rnd.choice(streets),
                 rnd.choice(("", "", "", "Bât. B", "Apt 12", "Chez Mme Martin")),
                 cp,
@@ -168,12 +168,12 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(csv_path, args.rows)
         size_mb = csv_path.stat().st_size / 1e6
-        print(
-            f"generated {args.rows:,} rows ({size_mb:.0f} MB, cp1252, ';') in {time.perf_counter() - t0:.0f} s"
-        )
+        took = time.perf_counter() - t0
+        print(f"generated {args.rows:,} rows ({size_mb:.0f} MB, cp1252, ';') in {took:.0f} s")
 
         results: dict[str, dict[str, float]] = {}
         results["SQLite"] = run_child(f"sqlite:///{tmp / 'bench.db'}", csv_path, mapping_path)
+        print(f"SQLite done: {results['SQLite']}", flush=True)
         schema = f"bench_{uuid.uuid4().hex[:8]}"
         admin = make_engine(args.postgres_url)
         with admin.begin() as conn:

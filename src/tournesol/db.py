@@ -3,19 +3,37 @@ differences from business code."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Integer, MetaData, Table, create_engine, event
+import orjson
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    any_,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    func,
+    literal,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -31,6 +49,28 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware date-time stored in UTC on every backend.
+
+    PostgreSQL keeps the instant (timestamptz); SQLite would store the wall-clock time and drop
+    the offset, so values are converted to UTC before storage and read back as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: Tournesol stores aware date-times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -39,7 +79,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+def _sqlite_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin, so that
+    # transactions, savepoints and rollbacks behave as on PostgreSQL.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
@@ -49,11 +92,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     cur.close()
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` (SQLite file or PostgreSQL through psycopg 3)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
@@ -97,29 +145,129 @@ class Dialect:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    def json_date(self, expr: Any) -> Any:
+        """An ISO date held as JSON text, as a value for a Date column."""
+        text_value = expr.as_string()
+        return text_value if self.name == "sqlite" else cast(text_value, Date)
+
+    def json_timestamp(self, expr: Any) -> Any:
+        """An ISO date-time held as JSON text, as a value for a UtcDateTime column."""
+        text_value = expr.as_string()
+        if self.name == "sqlite":  # the storage form SQLAlchemy reads back: UTC, no offset
+            return func.strftime("%Y-%m-%d %H:%M:%S", text_value)
+        return cast(text_value, DateTime(timezone=True))
+
+    def one_of(self, column: Any, values: Sequence[Any]) -> Any:
+        """``column IN values``: one array parameter on PostgreSQL (a long IN list costs it
+        dearly), bound parameters on SQLite (callers keep ``values`` under max_params)."""
+        if self.name == "postgresql":
+            return column == any_(cast(literal(list(values)), postgresql.ARRAY(column.type)))
+        return column.in_(values)
+
+    def refresh_statistics(self, conn: Connection, tables: Sequence[str]) -> None:
+        """Let the planner see how big tables have grown (after bulk loads). Without it,
+        PostgreSQL plans against the row counts of an empty table, which turns key lookups
+        into scans. SQLite's planner does well on indexes alone: nothing to do."""
+        if self.name == "postgresql":
+            for name in tables:
+                conn.exec_driver_sql(f'ANALYZE "{name}"')
+
+    def json_param(self, name: str) -> Any:
+        """A bound parameter that carries JSON already serialized as text."""
+        param = bindparam(name, type_=String())
+        return cast(param, postgresql.JSONB()) if self.name == "postgresql" else param
+
+    def json_object(self, *pairs: Any) -> Any:
+        """A JSON object built in SQL from alternating keys and values (plain Python values are
+        bound with an explicit type, which PostgreSQL needs to build JSON from parameters)."""
+        args = [
+            cast(literal(arg), Integer() if isinstance(arg, int) else String())
+            if arg is None or isinstance(arg, str | int)
+            else arg
+            for arg in pairs
+        ]
+        if self.name == "postgresql":
+            return func.jsonb_build_object(*args)
+        return func.json_object(*args)
+
+    def reserve_ids(self, conn: Connection, table: Table, count: int) -> list[int]:
+        """``count`` new primary keys for ``table``, for rows that :meth:`copy_rows` will load.
+
+        PostgreSQL draws them from the table's sequence. SQLite numbers on from the largest id:
+        the caller must hold the write lock (have written in this transaction) so that no
+        other writer can take the same numbers.
+        """
+        if count <= 0:
+            return []
+        if self.name == "postgresql":
+            seq = f"{table.name}_id_seq"
+            result = conn.execute(
+                text(f"SELECT nextval('\"{seq}\"') FROM generate_series(1, :n)"), {"n": count}
+            )
+            return [row[0] for row in result]
+        top = conn.execute(text(f'SELECT COALESCE(MAX(id), 0) FROM "{table.name}"')).scalar_one()
+        return list(range(top + 1, top + 1 + count))
+
     def copy_rows(
         self, conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:
-        """Bulk-load rows: COPY on PostgreSQL, executemany on SQLite. JSON columns take dicts."""
+        """Bulk-load rows (tuples in ``columns`` order) through the driver: COPY on PostgreSQL,
+        executemany on SQLite. Values go through the columns' own SQLAlchemy type processors, so
+        what is stored is what the ORM would store. JSON columns take Python values or text
+        already serialized (a ``str``: JSON columns here never hold a bare string)."""
         if not rows:
             return
-        json_cols = {i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)}
+        dialect = conn.dialect
+        processors: list[Any] = []
+        for name in columns:
+            col_type = table.c[name].type
+            if isinstance(col_type, JSON):
+                processors.append(_json_text)
+            elif self.name == "postgresql" and isinstance(col_type, UtcDateTime):
+                processors.append(lambda v: v if v is None else v.astimezone(UTC))
+            elif self.name == "postgresql":
+                processors.append(None)  # psycopg adapts dates, decimals and numbers itself
+            else:
+                processors.append(col_type.bind_processor(dialect))
+        active = [(i, p) for i, p in enumerate(processors) if p is not None]
+        if active:
+            # The same object often repeats down a column (the chunk's timestamp): convert once.
+            last_in: list[Any] = [object()] * len(columns)
+            last_out: list[Any] = [None] * len(columns)
+            converted = []
+            for row in rows:
+                values = list(row)
+                for i, proc in active:
+                    value = values[i]
+                    if value is None:
+                        continue
+                    if value is last_in[i]:
+                        values[i] = last_out[i]
+                    else:
+                        last_in[i] = value
+                        values[i] = last_out[i] = proc(value)
+                converted.append(values)
+            rows = converted
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cols = ", ".join(f'"{c}"' for c in columns)
         if self.name == "postgresql":
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            cols = ", ".join(f'"{c}"' for c in columns)
             with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as cp:
                 for row in rows:
-                    cp.write_row(
-                        [
-                            json.dumps(v, ensure_ascii=False, default=str)
-                            if i in json_cols and v is not None
-                            else v
-                            for i, v in enumerate(row)
-                        ]
-                    )
+                    cp.write_row(row)
             return
-        conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+        marks = ", ".join("?" for _ in columns)
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', rows)
+        finally:
+            cursor.close()
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value, default=str).decode()
 
 
 def chunked(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -142,6 +142,7 @@ def test_row_mapper_maps_a_row() -> None:
         "last_name": "Durand",
         "birth_date": date(1971, 3, 5),
         "points": 12,
+        "customer_type": "customer",  # settled: a customer unless the source says prospect
     }
     assert row.normalized["birth_date"] == "1971-03-05"
     assert row.consents == {"email:marketing": True}

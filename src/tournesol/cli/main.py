@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from tournesol import __version__
@@ -29,11 +31,12 @@ def version() -> None:
 def demo(
     persons: int = typer.Option(5000, help="How many synthetic persons to generate."),
     seed: int = typer.Option(42, help="Random seed (same seed, same data)."),
-    out: str = typer.Option("demo-data", help="Folder for the generated files."),
+    out: Path | None = typer.Option(
+        None, help="Folder for the generated files (default: TOURNESOL_DEMO_DIR, demo-data)."
+    ),
 ) -> None:
     """Generate a realistic French multi-source dataset, import it all, and show the result."""
-    from pathlib import Path
-
+    from tournesol.config import get_settings
     from tournesol.demo.run import run_demo
 
-    run_demo(out_dir=Path(out), persons=persons, seed=seed)
+    run_demo(out_dir=out or get_settings().demo_dir, persons=persons, seed=seed)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tournesol.db import Base, BigId, Json, utcnow
+from tournesol.db import Base, BigId, Json, UtcDateTime, utcnow
 
 
 class Consent(Base):
@@ -23,11 +23,11 @@ class Consent(Base):
     purpose: Mapped[str] = mapped_column(String(40), default="marketing")
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
     status: Mapped[str] = mapped_column(String(20))  # granted, denied, withdrawn
-    collected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    collected_at: Mapped[datetime] = mapped_column(UtcDateTime)
     source_id: Mapped[int | None] = mapped_column(ForeignKey("source.id"))
     source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"))
     proof: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_consent_customer_channel", "customer_id", "channel", "purpose"),)
 
@@ -46,6 +46,6 @@ class Preference(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     max_per_week: Mapped[int | None] = mapped_column(Integer)
     source_id: Mapped[int | None] = mapped_column(ForeignKey("source.id"))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("customer_id", "channel"),)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tournesol.db import Base, BigId, utcnow
+from tournesol.db import Base, BigId, UtcDateTime, utcnow
 
 
 class Brand(Base):
@@ -41,8 +41,8 @@ class Organisation(Base):
     org_class: Mapped[str | None] = mapped_column(String(40))  # TPE, PME, ETI, GE, or own typology
     postal_code: Mapped[str | None] = mapped_column(String(10))
     city: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Customer(Base):
@@ -73,8 +73,8 @@ class Customer(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
     zone_id: Mapped[int | None] = mapped_column(ForeignKey("zone.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_customer_last_first", "last_name", "first_name"),)
 
@@ -89,7 +89,7 @@ class Identifier(Base):
     kind: Mapped[str] = mapped_column(String(40))
     value: Mapped[str] = mapped_column(String(320))
     source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_identifier_kind_value", "kind", "value"),)
 

@@ -7,7 +7,7 @@ golden record is a direct copy of its fields.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # normalized field -> customer column
@@ -44,45 +44,58 @@ _DIGITS = re.compile(r"\D+")
 _FR_MOBILE = re.compile(r"^(?:0|33|0033)[67]\d{8}$")
 
 
-def golden_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Customer columns from one record's typed values. A generic ``phone`` goes to the mobile
-    or the fixed slot by its French prefix when that slot is empty."""
-    out = {col: values[name] for name, col in GOLDEN_FIELDS.items() if values.get(name) is not None}
+def settle_customer_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a customer record implies beyond what the mapping read: a generic ``phone`` in
+    the mobile or fixed slot by its French prefix (when that slot is empty), the customer type
+    (``customer`` unless said), the country code in capitals. Raises ValueError on an unknown
+    customer type."""
+    extra: dict[str, Any] = {}
     phone = values.get("phone")
     if phone:
         slot = "phone_mobile" if _FR_MOBILE.match(_DIGITS.sub("", str(phone))) else "phone_fixed"
-        out.setdefault(slot, phone)
-    if out.get("customer_type") not in CUSTOMER_TYPES:
-        out["customer_type"] = "customer"
-    if isinstance(out.get("country"), str):
-        out["country"] = out["country"].strip().upper()[:2] or None
-    return out
+        if values.get(slot) is None:
+            extra[slot] = phone
+    kind = values.get("customer_type")
+    if kind is None:
+        extra["customer_type"] = "customer"
+    elif kind not in CUSTOMER_TYPES:
+        raise ValueError(f"customer_type {kind!r} is not one of {', '.join(CUSTOMER_TYPES)}")
+    country = values.get("country")
+    if isinstance(country, str):
+        extra["country"] = country.strip().upper() or None
+    return extra
 
 
-def identifier_value(kind: str, value: Any) -> str | None:
-    """A comparable form of an identifier (the data-quality rules refine this)."""
-    text = str(value).strip()
-    if not text:
-        return None
+def identifier_extractor(
+    spec: Mapping[str, str],
+) -> Callable[[Mapping[str, Any]], list[tuple[str, str]]]:
+    """``identifiers`` with the mapping's declaration compiled once (the import's hot path)."""
+    plan = [(kind, field_name, _identifier_cleaner(kind)) for kind, field_name in spec.items()]
+
+    def extract(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for kind, field_name, clean in plan:
+            raw = values.get(field_name)
+            if raw is not None:
+                value = clean(str(raw))
+                if value:
+                    out.append((kind, value))
+        return out
+
+    return extract
+
+
+def _identifier_cleaner(kind: str) -> Callable[[str], str]:
     if kind == "email":
-        return text.lower()
+        return lambda text: text.strip().lower()
     if kind.startswith("phone") or kind in ("siret", "siren"):
-        digits = _DIGITS.sub("", text)
-        return digits or None
-    return text
+        return lambda text: _DIGITS.sub("", text)
+    return str.strip
 
 
 def identifiers(values: Mapping[str, Any], spec: Mapping[str, str]) -> list[tuple[str, str]]:
     """``(kind, value)`` pairs declared by the mapping's ``identifiers`` section."""
-    out: list[tuple[str, str]] = []
-    for kind, field_name in spec.items():
-        raw = values.get(field_name)
-        if raw is None:
-            continue
-        value = identifier_value(kind, raw)
-        if value is not None and (kind, value) not in out:
-            out.append((kind, value))
-    return out
+    return identifier_extractor(spec)(values)
 
 
 def organisation_values(values: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import BigInteger, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from tournesol.customers.models import (
     Brand,
     Customer,
-    Identifier,
     Organisation,
     OrganisationContact,
 )
 from tournesol.customers.rules import GOLDEN_FIELDS
-from tournesol.db import Dialect, chunked, utcnow
+from tournesol.db import Dialect, UtcDateTime, chunked, utcnow
+from tournesol.ingest.models import SourceRecord
 
 EXPORT_COLUMNS = (
     "id",
@@ -56,53 +56,58 @@ def get(session: Session, *, customer_id: int) -> Customer | None:
     return session.get(Customer, customer_id)
 
 
-def create_many(session: Session, *, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert golden records; returns their ids in the order given."""
-    if not rows:
-        return []
-    now = utcnow()
-    columns = set().union(*(r.keys() for r in rows))
-    full = [{c: r.get(c) for c in columns} | {"created_at": now, "updated_at": now} for r in rows]
-    for r in full:
-        r["status"] = r.get("status") or "active"
-        r["customer_type"] = r.get("customer_type") or "customer"
-    result = session.execute(
-        insert(Customer).returning(Customer.id, sort_by_parameter_order=True), full
-    )
-    return [r[0] for r in result]
+def _projection(session: Session) -> dict[str, Any]:
+    """Golden columns as SQL expressions over a source record's normalized fields."""
+    dialect = Dialect.of(session)
+    out: dict[str, Any] = {}
+    for field_name, column in GOLDEN_FIELDS.items():
+        expr = SourceRecord.normalized[field_name]
+        out[column] = dialect.json_date(expr) if column == "birth_date" else expr.as_string()
+    out["customer_type"] = func.coalesce(out["customer_type"], "customer")
+    return out
 
 
-def update_many(session: Session, *, rows: list[tuple[int, dict[str, Any]]]) -> None:
-    """Rewrite golden fields: ``(customer_id, values)``; columns absent from values become NULL."""
-    if not rows:
-        return
-    now = utcnow()
-    columns = set(GOLDEN_FIELDS.values())
-    session.execute(
-        update(Customer),
-        [
-            {c: values.get(c) for c in columns}
-            | {
-                "id": cid,
-                "updated_at": now,
-                "customer_type": values.get("customer_type", "customer"),
-            }
-            for cid, values in rows
-        ],
-    )
-
-
-def replace_identifiers(
-    session: Session, *, source_record_ids: Sequence[int], rows: list[dict[str, Any]]
+def create_from_records(
+    session: Session, *, record_ids: Sequence[int], brand_id: int | None
 ) -> None:
-    """Drop the identifiers that came from these source records, then insert ``rows``
-    (dicts with customer_id, kind, value, source_record_id)."""
-    size = Dialect.of(session).max_params - 10
-    for part in chunked(list(source_record_ids), size):
-        session.execute(delete(Identifier).where(Identifier.source_record_id.in_(part)))
-    if rows:
-        now = utcnow()
-        session.execute(insert(Identifier), [r | {"created_at": now} for r in rows])
+    """One golden customer per source record (until identity resolution groups them), with the
+    id already written in each record's ``customer_id``. Set-based: one INSERT ... SELECT."""
+    if not record_ids:
+        return
+    projection = _projection(session)
+    now = utcnow()
+    columns = ["id", *projection, "status", "brand_id", "created_at", "updated_at"]
+    for part in chunked(list(record_ids), Dialect.of(session).max_params - 10):
+        select_part = select(
+            SourceRecord.customer_id,
+            *projection.values(),
+            literal("active"),
+            literal(brand_id, BigInteger()),
+            literal(now, UtcDateTime()),
+            literal(now, UtcDateTime()),
+        ).where(Dialect.of(session).one_of(SourceRecord.id, part))
+        session.execute(insert(Customer).from_select(columns, select_part))
+
+
+def refresh_from_records(
+    session: Session, *, record_ids: Sequence[int], brand_id: int | None
+) -> None:
+    """Rewrite the golden fields of the customers behind these records from the records' new
+    normalized fields (a field the record no longer has becomes empty)."""
+    if not record_ids:
+        return
+    projection = _projection(session)
+    now = utcnow()
+    for part in chunked(list(record_ids), Dialect.of(session).max_params - 10):
+        session.execute(
+            update(Customer)
+            .where(
+                Customer.id == SourceRecord.customer_id,
+                Dialect.of(session).one_of(SourceRecord.id, part),
+            )
+            .values(**projection, brand_id=brand_id, updated_at=now),
+            execution_options={"synchronize_session": False},
+        )
 
 
 def upsert_organisations(session: Session, *, orgs: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -158,7 +163,7 @@ def link_contacts(session: Session, *, links: list[dict[str, Any]]) -> None:
                 OrganisationContact.organisation_id,
                 OrganisationContact.customer_id,
                 OrganisationContact.id,
-            ).where(OrganisationContact.customer_id.in_(part))
+            ).where(Dialect.of(session).one_of(OrganisationContact.customer_id, part))
         )
         existing.update({(o, c): i for o, c, i in rows})
     new = [link for pair, link in pairs.items() if pair not in existing]

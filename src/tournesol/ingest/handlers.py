@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tournesol.consent import service as consent_service
 from tournesol.customers import rules as customer_rules
 from tournesol.customers import service as customer_service
-from tournesol.db import Dialect, chunked
+from tournesol.customers.models import Customer
+from tournesol.db import Dialect
 from tournesol.ingest import service as ingest_service
-from tournesol.ingest.models import SourceRecord
 from tournesol.ingest.rules import MappedRow, to_json_value
 from tournesol.ingest.schemas import EntityKind, Mapping
 from tournesol.ingest.service import ExistingRecord
@@ -68,14 +67,14 @@ class ChunkContext:
     file_name: str
     started_at: datetime
     ref_source_id: int | None  # the source named by the mapping's `customer:` reference
+    consent_columns: dict[str, str]  # "channel:purpose" -> the file's column holding it
 
 
 @dataclass
 class Accepted:
-    """One accepted row: the mapped row and its fingerprint; ``existing`` when it changed."""
+    """One accepted row; ``existing`` is its stored record when it changed."""
 
     row: MappedRow
-    record_hash: str
     existing: ExistingRecord | None = None
 
 
@@ -86,9 +85,9 @@ def _record_dict(
         "source_id": ctx.source_id,
         "entity": ctx.mapping.entity.value,
         "source_key": item.row.key,
-        "raw": item.row.raw,
-        "normalized": item.row.normalized,
-        "record_hash": item.record_hash,
+        "raw": item.row.raw_json,
+        "normalized": item.row.normalized_json,
+        "record_hash": item.row.record_hash,
         "line_no": item.row.line_no,
         "customer_id": customer_id,
         "first_batch_id": ctx.batch_id,
@@ -113,9 +112,9 @@ def _write_records(
         changes=[
             {
                 "id": item.existing.id,
-                "raw": item.row.raw,
-                "normalized": item.row.normalized,
-                "record_hash": item.record_hash,
+                "raw": item.row.raw_json,
+                "normalized": item.row.normalized_json,
+                "record_hash": item.row.record_hash,
                 "line_no": item.row.line_no,
             }
             for item in changed
@@ -125,118 +124,60 @@ def _write_records(
     return ids
 
 
-def _previous_consents(session: Session, record_ids: list[int]) -> dict[int, dict[str, bool]]:
-    out: dict[int, dict[str, bool]] = {}
-    for part in chunked(record_ids, Dialect.of(session).max_params - 10):
-        for rid, normalized in session.execute(
-            select(SourceRecord.id, SourceRecord.normalized).where(SourceRecord.id.in_(part))
-        ):
-            out[rid] = dict(normalized.get("consents") or {})
-    return out
-
-
-def _consent_rows(
-    ctx: ChunkContext, row: MappedRow, customer_id: int, record_id: int, only: set[str] | None
-) -> list[dict[str, Any]]:
-    rows = []
-    for label, granted in row.consents.items():
-        if only is not None and label not in only:
-            continue
-        channel, purpose = label.split(":", 1)
-        meta = row.consent_meta.get(label, {})
-        rows.append(
-            {
-                "customer_id": customer_id,
-                "channel": channel,
-                "purpose": purpose,
-                "brand_id": ctx.brand_id,
-                "status": consent_service.status_word(granted),
-                "collected_at": meta.get("collected_at") or ctx.started_at,
-                "source_id": ctx.source_id,
-                "source_record_id": record_id,
-                "proof": {
-                    "kind": "import",
-                    "batch_id": ctx.batch_id,
-                    "file": ctx.file_name,
-                    "line": row.line_no,
-                    "column": meta.get("column"),
-                    "value": meta.get("value"),
-                    "reference": meta.get("proof"),
-                },
-            }
-        )
-    return rows
-
-
 def handle_customers(
     session: Session, ctx: ChunkContext, new: list[Accepted], changed: list[Accepted]
 ) -> None:
-    """Until identity resolution lands, each new customer record is its own golden customer."""
-    golden = [
-        customer_rules.golden_values(item.row.values) | {"brand_id": ctx.brand_id} for item in new
-    ]
-    customer_ids = customer_service.create_many(session, rows=golden)
-    old_consents = _previous_consents(session, [i.existing.id for i in changed if i.existing])
-    record_ids = _write_records(session, ctx, new, changed, list(customer_ids))
-
-    owners: list[tuple[Accepted, int, int]] = list(zip(new, record_ids, customer_ids, strict=True))
-    updates: list[tuple[int, dict[str, Any]]] = []
-    for item in changed:
-        assert item.existing is not None
-        if item.existing.customer_id is not None:
-            owners.append((item, item.existing.id, item.existing.customer_id))
-            updates.append(
-                (
-                    item.existing.customer_id,
-                    customer_rules.golden_values(item.row.values) | {"brand_id": ctx.brand_id},
-                )
-            )
-    customer_service.update_many(session, rows=updates)
-
-    identifier_rows: list[dict[str, Any]] = []
-    consent_rows: list[dict[str, Any]] = []
-    orgs: list[tuple[dict[str, Any], int, int, Any]] = []
-    for item, record_id, customer_id in owners:
-        values = item.row.values
-        for kind, value in customer_rules.identifiers(values, ctx.mapping.identifiers):
-            identifier_rows.append(
-                {
-                    "customer_id": customer_id,
-                    "kind": kind,
-                    "value": value,
-                    "source_record_id": record_id,
-                }
-            )
-        only = None
-        if item.existing is not None:
-            before = old_consents.get(item.existing.id, {})
-            only = {
-                label
-                for label, granted in item.row.consents.items()
-                if before.get(label) != granted
-            }
-        consent_rows.extend(_consent_rows(ctx, item.row, customer_id, record_id, only))
-        org = customer_rules.organisation_values(values)
-        if org is not None:
-            orgs.append((org, customer_id, record_id, values.get("job_title")))
-    customer_service.replace_identifiers(
-        session,
-        source_record_ids=[i.existing.id for i in changed if i.existing],
-        rows=identifier_rows,
+    """Until identity resolution lands, each new customer record is its own golden customer,
+    projected from the record's normalized fields in SQL; a changed record refreshes its
+    customer. Consents are appended set-based with their proof. Identifiers stay in the
+    records' normalized fields: identity resolution indexes them."""
+    customer_ids = Dialect.of(session).reserve_ids(
+        session.connection(),
+        Customer.__table__,  # type: ignore[arg-type]
+        len(new),
     )
-    consent_service.record_many(session, rows=consent_rows)
-    if orgs:
-        org_ids = customer_service.upsert_organisations(session, orgs=[o for o, *_ in orgs])
+    record_ids = _write_records(session, ctx, new, changed, list(customer_ids))
+    customer_service.create_from_records(session, record_ids=record_ids, brand_id=ctx.brand_id)
+    changed_ids = [i.existing.id for i in changed if i.existing is not None]
+    customer_service.refresh_from_records(session, record_ids=changed_ids, brand_id=ctx.brand_id)
+    for label, column in ctx.consent_columns.items():
+        for ids, updated in ((record_ids, False), (changed_ids, True)):
+            consent_service.record_from_records(
+                session,
+                record_ids=ids,
+                label=label,
+                column=column,
+                batch_id=ctx.batch_id,
+                file_name=ctx.file_name,
+                brand_id=ctx.brand_id,
+                source_id=ctx.source_id,
+                default_collected_at=ctx.started_at,
+                updated=updated,
+            )
+    owners = dict(zip((id(i) for i in new), customer_ids, strict=True))
+    links = []
+    for item in new + changed:
+        if item.row.organisation is None:
+            continue
+        if item.existing is not None:
+            record_id, customer_id = item.existing.id, item.existing.customer_id
+        else:
+            record_id, customer_id = 0, owners[id(item)]
+        if customer_id is not None:
+            links.append((item.row.organisation, customer_id, record_id, item))
+    if links:
+        new_ids = dict(zip((id(i) for i in new), record_ids, strict=True))
+        org_ids = customer_service.upsert_organisations(session, orgs=[o for o, *_ in links])
         customer_service.link_contacts(
             session,
             links=[
                 {
                     "organisation_id": org_ids[org.get("siret") or org["siren"]],
                     "customer_id": cid,
-                    "job_title": title,
-                    "source_record_id": rid,
+                    "job_title": item.row.values.get("job_title"),
+                    "source_record_id": rid or new_ids[id(item)],
                 }
-                for org, cid, rid, title in orgs
+                for org, cid, rid, item in links
             ],
         )
 

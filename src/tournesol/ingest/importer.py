@@ -19,6 +19,10 @@ unit of work per chunk; the services it calls never do.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import queue
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,28 +31,29 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import String, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tournesol.customers import service as customer_service
 from tournesol.customers.models import Customer
 from tournesol.customers.rules import GOLDEN_FIELDS
-from tournesol.db import unit_of_work, utcnow
+from tournesol.db import Dialect, unit_of_work, utcnow
 from tournesol.ingest import service as ingest_service
 from tournesol.ingest.handlers import HANDLERS, Accepted, ChunkContext
 from tournesol.ingest.models import ImportBatch
-from tournesol.ingest.readers import RawRow, open_reader
+from tournesol.ingest.readers import RawRow, ReadError, ReadInfo, SourceReader, open_reader
 from tournesol.ingest.rules import (
     MappedRow,
     RowMapper,
     RowRejected,
     mapping_fingerprint,
-    record_hash,
 )
-from tournesol.ingest.schemas import EntityKind, Mapping
+from tournesol.ingest.schemas import EntityKind, Mapping, MappingError
 from tournesol.interactions import service as history_service
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+PARALLEL_FROM_BYTES = 4_000_000
+GROWING_TABLES = ("source_record", "customer", "consent", "transaction", "transaction_line")
 
 
 @dataclass
@@ -88,6 +93,7 @@ class _Counts:
 
 
 def _customer_limits() -> dict[str, int]:
+    """Golden field -> the length of the customer column it lands in."""
     limits = {}
     for name, column in GOLDEN_FIELDS.items():
         col_type = Customer.__table__.c[column].type
@@ -123,22 +129,32 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+@dataclass
+class _Mapped:
+    """One chunk as the reading side hands it to the writing side."""
+
+    rows: list[MappedRow]
+    rejects: list[tuple[int, str, str, str]]
+    read: int
+    last_line: int
+    bytes_read: int
+
+
 class _Chunker:
     """Maps raw rows and keeps the within-file duplicate check across chunks."""
 
     def __init__(self, mapper: RowMapper, entity: EntityKind) -> None:
         self.mapper = mapper
-        self.entity = entity
         self.first_line: dict[str, int] = {}
-        self.limits = _customer_limits() if entity is EntityKind.customer else {}
+        self.customers = entity is EntityKind.customer
+        self.limits = _customer_limits() if self.customers else {}
 
-    def split(self, rows: list[RawRow], counts: _Counts) -> dict[str, MappedRow]:
-        mapped: dict[str, MappedRow] = {}
+    def split(self, rows: list[RawRow], bytes_read: int) -> _Mapped:
+        out = _Mapped([], [], len(rows), rows[-1].line_no, bytes_read)
         for raw in rows:
-            counts.read += 1
             if raw.error is not None or raw.values is None:
                 code, reason = raw.error or ("UNREADABLE", "row could not be read")
-                counts.rejects.append((raw.line_no, code, reason, raw.raw_text))
+                out.rejects.append((raw.line_no, code, reason, raw.raw_text))
                 continue
             values = raw.values
             if any(not isinstance(v, str) for v in values.values()):
@@ -148,71 +164,175 @@ class _Chunker:
                 if self.limits:
                     _check_lengths(row, self.limits)
             except RowRejected as exc:
-                counts.rejects.append((raw.line_no, exc.code, exc.reason, raw.raw_text))
+                out.rejects.append((raw.line_no, exc.code, exc.reason, raw.raw_text))
                 continue
             first = self.first_line.get(row.key)
             if first is not None:
-                counts.rejects.append(
-                    (
-                        raw.line_no,
-                        "DUPLICATE_KEY",
-                        f"line {raw.line_no}: key {row.key!r} already appears at line {first}",
-                        raw.raw_text,
-                    )
-                )
+                reason = f"line {raw.line_no}: key {row.key!r} already appears at line {first}"
+                out.rejects.append((raw.line_no, "DUPLICATE_KEY", reason, raw.raw_text))
                 continue
             self.first_line[row.key] = raw.line_no
             row.raw_text = raw.raw_text
-            mapped[row.key] = row
-        return mapped
+            # Only the JSON texts are written from here on: drop what would only cost pickling.
+            row.raw = row.normalized = {}
+            if self.customers:
+                row.consents, row.consent_meta = {}, {}
+                if row.organisation is None:
+                    row.values = {}
+            out.rows.append(row)
+        return out
 
 
-def _process_chunk(
-    session: Session, ctx: ChunkContext, chunker: _Chunker, rows: list[RawRow]
-) -> _Counts:
-    counts = _Counts()
-    mapped = chunker.split(rows, counts)
-    existing = ingest_service.existing_records(
-        session, source_id=ctx.source_id, entity=ctx.mapping.entity.value, keys=mapped
-    )
-    new: list[Accepted] = []
-    changed: list[Accepted] = []
-    for key, row in mapped.items():
-        fingerprint = record_hash(row.raw, row.normalized)
-        found = existing.get(key)
-        if found is None:
-            new.append(Accepted(row, fingerprint))
-        elif found.last_batch_id == ctx.batch_id:
-            # written by an earlier chunk of this same batch before a restart
-            counts.rejects.append(
-                (
-                    row.line_no,
-                    "DUPLICATE_KEY",
-                    f"line {row.line_no}: key {key!r} already appears at line {found.line_no}",
-                    row.raw_text,
-                )
-            )
-        elif found.record_hash == fingerprint:
-            counts.unchanged += 1
-        else:
-            changed.append(Accepted(row, fingerprint, found))
-    HANDLERS[ctx.mapping.entity](session, ctx, new, changed)
-    counts.accepted, counts.updated = len(new), len(changed)
-    ingest_service.add_rejects(session, batch_id=ctx.batch_id, rejects=counts.rejects)
-    return counts
-
-
-def _chunks(rows: Iterator[RawRow], size: int, after_line: int) -> Iterator[list[RawRow]]:
+def _mapped_chunks(
+    reader: SourceReader, mapping: Mapping, chunk_rows: int, after_line: int
+) -> Iterator[_Mapped]:
+    chunker = _Chunker(RowMapper(mapping, reader.info.columns), mapping.entity)
     chunk: list[RawRow] = []
-    for row in rows:
+    for row in reader:
         if row.line_no <= after_line:
             continue
         chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
+        if len(chunk) >= chunk_rows:
+            yield chunker.split(chunk, reader.bytes_read())
             chunk = []
     if chunk:
-        yield chunk
+        yield chunker.split(chunk, reader.bytes_read())
+
+
+class _InProcessReading:
+    """Reading and mapping in this process (small files)."""
+
+    def __init__(self, path: Path, mapping: Mapping, chunk_rows: int) -> None:
+        self.reader = open_reader(path, mapping.format)
+        self.info = self.reader.info
+        self.mapping = mapping
+        self.chunk_rows = chunk_rows
+        RowMapper(mapping, self.info.columns)  # a bad mapping fails before anything is written
+
+    def chunks(self, after_line: int) -> Iterator[_Mapped]:
+        return _mapped_chunks(self.reader, self.mapping, self.chunk_rows, after_line)
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def _reading_worker(path: Path, mapping: Mapping, chunk_rows: int, out: Any, commands: Any) -> None:
+    """The worker process: open, report the file's info, wait for the resume line, then send
+    mapped chunks (at most a few ahead: the queue is bounded) and a final None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    parent = os.getppid()
+
+    def send(message: tuple[str, Any]) -> bool:
+        while True:  # a full queue and a parent that died (killed): give up instead of hanging
+            try:
+                out.put(message, timeout=1)
+                return True
+            except queue.Full:
+                if os.getppid() != parent:
+                    return False
+
+    try:
+        with open_reader(path, mapping.format) as reader:
+            RowMapper(mapping, reader.info.columns)
+            send(("info", reader.info))
+            while True:
+                try:
+                    after_line = commands.get(timeout=1)
+                    break
+                except queue.Empty:
+                    if os.getppid() != parent:
+                        return
+            if after_line is None:
+                return
+            for mapped in _mapped_chunks(reader, mapping, chunk_rows, after_line):
+                if not send(("chunk", mapped)):
+                    return
+        send(("end", None))
+    except (ReadError, MappingError) as exc:
+        out.put(("error", exc))
+    except Exception as exc:  # anything else: report it rather than leave the parent waiting
+        out.put(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+class _WorkerReading:
+    """Reading and mapping in a second process, so that one core parses while the other
+    writes to the database (large files)."""
+
+    def __init__(self, path: Path, mapping: Mapping, chunk_rows: int) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.out: Any = ctx.Queue(maxsize=3)
+        self.commands: Any = ctx.Queue()
+        self.process = ctx.Process(
+            target=_reading_worker,
+            args=(path, mapping, chunk_rows, self.out, self.commands),
+            daemon=True,
+        )
+        self.process.start()
+        self.info: ReadInfo = self._receive("info")
+
+    def _receive(self, kind: str) -> Any:
+        while True:
+            try:
+                tag, payload = self.out.get(timeout=5)
+            except queue.Empty:
+                if not self.process.is_alive():
+                    raise RuntimeError("the reading process stopped unexpectedly") from None
+                continue
+            if tag == "error":
+                raise payload
+            if tag not in (kind, "end"):
+                raise RuntimeError(f"reading process sent {tag!r}, expected {kind!r}")
+            return payload if tag == kind else None
+
+    def chunks(self, after_line: int) -> Iterator[_Mapped]:
+        self.commands.put(after_line)
+        while (mapped := self._receive("chunk")) is not None:
+            yield mapped
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            self.commands.put(None)
+            self.process.join(timeout=1)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        self.out.close()
+        self.commands.close()
+
+
+def _process_chunk(session: Session, ctx: ChunkContext, mapped: _Mapped) -> _Counts:
+    counts = _Counts(read=mapped.read, rejects=list(mapped.rejects))
+    # Write first: on SQLite this takes the database's write lock for the whole chunk.
+    session.execute(
+        update(ImportBatch)
+        .where(ImportBatch.id == ctx.batch_id)
+        .values(committed_line=ImportBatch.committed_line)
+    )
+    existing = ingest_service.existing_records(
+        session,
+        source_id=ctx.source_id,
+        entity=ctx.mapping.entity.value,
+        keys=[row.key for row in mapped.rows],
+    )
+    new: list[Accepted] = []
+    changed: list[Accepted] = []
+    for row in mapped.rows:
+        found = existing.get(row.key)
+        if found is None:
+            new.append(Accepted(row))
+        elif found.last_batch_id == ctx.batch_id:
+            # written by an earlier chunk of this same batch, before a restart
+            reason = f"line {row.line_no}: key {row.key!r} already appears at line {found.line_no}"
+            counts.rejects.append((row.line_no, "DUPLICATE_KEY", reason, row.raw_text))
+        elif found.record_hash == row.record_hash:
+            counts.unchanged += 1
+        else:
+            changed.append(Accepted(row, found))
+    HANDLERS[ctx.mapping.entity](session, ctx, new, changed)
+    counts.accepted, counts.updated = len(new), len(changed)
+    counts.rejects.sort()
+    ingest_service.add_rejects(session, batch_id=ctx.batch_id, rejects=counts.rejects)
+    return counts
 
 
 def _report(batch: ImportBatch, source: str, status: str, **extra: Any) -> ImportReport:
@@ -242,18 +362,27 @@ def import_file(
     chunk_rows: int = 20_000,
     progress: Progress | None = None,
     after_chunk: Callable[[int], None] | None = None,
+    parallel: bool | None = None,
 ) -> ImportReport:
     """Import ``path`` as described by ``mapping``; see the module docstring for guarantees.
 
     ``after_chunk`` is called with the committed line after each chunk's commit (progress
     reporting; tests use it to interrupt an import between two chunks).
+    ``parallel`` reads and maps the file in a second process while this one writes (default:
+    for files of at least 4 MB).
     Raises ReadError or MappingError, before anything is written, when the file or the mapping
     cannot be used.
     """
     started = time.perf_counter()
-    with open_reader(path, mapping.format) as reader:
-        info = reader.info
-        mapper = RowMapper(mapping, info.columns)
+    if parallel is None:
+        parallel = path.stat().st_size >= PARALLEL_FROM_BYTES if path.exists() else False
+    reading: _InProcessReading | _WorkerReading = (
+        _WorkerReading(path, mapping, chunk_rows)
+        if parallel
+        else _InProcessReading(path, mapping, chunk_rows)
+    )
+    try:
+        info = reading.info
         fingerprint = mapping_fingerprint(mapping)
         with unit_of_work(factory) as session:
             brand_id = (
@@ -302,23 +431,28 @@ def import_file(
                 file_name=path.name,
                 started_at=batch.started_at,
                 ref_source_id=ref_source_id,
+                consent_columns=RowMapper(mapping, info.columns).consent_columns,
             )
             source_name = source.name
-        chunker = _Chunker(mapper, mapping.entity)
-        for rows in _chunks(iter(reader), chunk_rows, resumed_after):
+        for chunks_done, mapped in enumerate(reading.chunks(resumed_after), start=1):
             with unit_of_work(factory) as session:
-                counts = _process_chunk(session, ctx, chunker, rows)
+                counts = _process_chunk(session, ctx, mapped)
                 current = session.get_one(ImportBatch, ctx.batch_id)
                 current.rows_read += counts.read
                 current.accepted += counts.accepted
                 current.updated += counts.updated
                 current.unchanged += counts.unchanged
                 current.rejected += len(counts.rejects)
-                current.committed_line = rows[-1].line_no
+                current.committed_line = mapped.last_line
+            if chunks_done & (chunks_done - 1) == 0:  # after chunks 1, 2, 4, 8...
+                with unit_of_work(factory) as session:
+                    Dialect.of(session).refresh_statistics(session.connection(), GROWING_TABLES)
             if progress is not None:
-                progress(reader.bytes_read(), info.size_bytes)
+                progress(mapped.bytes_read, info.size_bytes)
             if after_chunk is not None:
-                after_chunk(rows[-1].line_no)
+                after_chunk(mapped.last_line)
+    finally:
+        reading.close()
     with unit_of_work(factory) as session:
         linked = 0
         if mapping.entity is EntityKind.customer:

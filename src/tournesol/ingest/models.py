@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tournesol.db import Base, BigId, Json, utcnow
+from tournesol.db import Base, BigId, Json, UtcDateTime, utcnow
 
 
 class Source(Base):
@@ -22,7 +22,7 @@ class Source(Base):
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
     trust_rank: Mapped[int] = mapped_column(Integer, default=5)  # 1 = most trusted
     restrictions: Mapped[list[str]] = mapped_column(Json, default=list)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class ImportBatch(Base):
@@ -47,8 +47,8 @@ class ImportBatch(Base):
     updated: Mapped[int] = mapped_column(Integer, default=0)
     unchanged: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("ix_import_batch_file", "source_id", "file_sha256", "mapping_sha256"),)
 
@@ -67,11 +67,14 @@ class SourceRecord(Base):
     quality_flags: Mapped[list[str]] = mapped_column(Json, default=list)
     record_hash: Mapped[str] = mapped_column(String(32))
     line_no: Mapped[int] = mapped_column(Integer)
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)
+    # Deferred: an import writes a chunk's records before the golden customers built from them.
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customer.id", deferrable=True, initially="DEFERRED"), index=True
+    )
     first_batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"))
     last_batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"), index=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("source_id", "entity", "source_key"),)
 
@@ -88,7 +91,7 @@ class SourceRecordVersion(Base):
     record_hash: Mapped[str] = mapped_column(String(32))
     batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"))  # the batch it came from
     superseded_by_batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"))
-    superseded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    superseded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class Reject(Base):

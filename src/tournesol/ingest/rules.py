@@ -7,7 +7,6 @@ and the file's columns, then called for every row.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable
 from collections.abc import Mapping as TMapping
@@ -17,6 +16,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
+from tournesol.customers import rules as customer_rules
 from tournesol.ingest.schemas import EntityKind, FieldSpec, Mapping, MappingError
 
 DEFAULT_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d", "%d/%m/%y")
@@ -138,59 +140,151 @@ def _to_text(value: Any) -> str:
     return str(value)
 
 
+def _fast_date_parser(fmt: str) -> Callable[[str], date] | None:
+    """A quick parser for the common fixed-width formats; None when ``fmt`` is not one.
+    It raises ValueError("... out of range ...") for impossible dates, like strptime."""
+    if fmt in ("%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y"):
+        sep = fmt[2]
+
+        def dmy(t: str) -> date:
+            if len(t) != 10 or t[2] != sep or t[5] != sep or not (t[:2] + t[3:5] + t[6:]).isdigit():
+                raise _NotThisFormat
+            return date(int(t[6:]), int(t[3:5]), int(t[:2]))
+
+        return dmy
+    if fmt in ("%Y-%m-%d", "%Y/%m/%d"):
+        sep = fmt[2]
+
+        def ymd(t: str) -> date:
+            if len(t) != 10 or t[4] != sep or t[7] != sep or not (t[:4] + t[5:7] + t[8:]).isdigit():
+                raise _NotThisFormat
+            return date(int(t[:4]), int(t[5:7]), int(t[8:]))
+
+        return ymd
+    return None
+
+
+class _NotThisFormat(Exception):
+    pass
+
+
+def _date_parser(formats: tuple[str, ...]) -> Callable[[str], date]:
+    fast = [(fmt, _fast_date_parser(fmt)) for fmt in formats or DEFAULT_DATE_FORMATS]
+
+    def parse(text: str) -> date:
+        for _fmt, quick in fast:
+            if quick is None:
+                continue
+            try:
+                return quick(text)
+            except _NotThisFormat:
+                continue
+            except ValueError as exc:
+                raise ValueError(f"{text!r} is not a real date ({exc})") from exc
+        return parse_date(text, formats)
+
+    return parse
+
+
+def compile_converter(spec: FieldSpec, tz: ZoneInfo) -> Callable[[Any], Any]:
+    """A function that turns one raw value into a typed one according to ``spec``
+    (ValueError if impossible). Built once per field and file, called for every row."""
+    steps = [_TRANSFORMS[name] for name in spec.transforms if name != "empty_to_null"]
+    null_if_empty = "empty_to_null" in spec.transforms
+    value_map = spec.values
+    default = spec.default
+    plain = spec.transforms == ("strip", "empty_to_null") and not value_map
+
+    def clean(raw: str) -> str | None:
+        if plain:
+            raw = raw.strip()
+            return raw or None
+        for step in steps:
+            raw = step(raw)
+        if null_if_empty and not raw.strip():
+            return None
+        if value_map:
+            mapped = value_map.get(raw, value_map.get(raw.upper(), raw))
+            return mapped
+        return raw
+
+    kind = spec.type
+    parse_text: Callable[[str], Any]
+    if kind == "string":
+        parse_text = str
+    elif kind == "date":
+        parse_text = _date_parser(spec.formats)
+    elif kind == "datetime":
+        formats = spec.formats
+
+        def parse_text(t: str) -> Any:
+            return parse_datetime(t, formats, tz)
+
+    elif kind == "decimal":
+        parse_text = parse_decimal
+    elif kind == "integer":
+
+        def parse_text(t: str) -> Any:
+            number = parse_decimal(t)
+            if number != number.to_integral_value():
+                raise ValueError(f"{t!r} is not a whole number")
+            return int(number)
+
+    else:
+        yes, no = spec.true_values, spec.false_values
+
+        def parse_text(t: str) -> Any:
+            word = t.strip().lower()
+            if word in yes:
+                return True
+            if word in no:
+                return False
+            raise ValueError(f"{t!r} is neither a yes ({yes}) nor a no value")
+
+    def native(value: Any) -> Any:
+        """Values that arrive typed (Excel, JSON, Parquet)."""
+        if kind == "string":
+            return _to_text(value)
+        if kind == "date":
+            if isinstance(value, datetime):
+                return value.date()
+            if isinstance(value, date):
+                return value
+        elif kind == "datetime":
+            if isinstance(value, datetime):
+                return value if value.tzinfo else value.replace(tzinfo=tz)
+            if isinstance(value, date):
+                return datetime.combine(value, time(), tzinfo=tz)
+        elif kind == "decimal":
+            if isinstance(value, bool):
+                raise ValueError(f"{value!r} is not a number")
+            if isinstance(value, int | Decimal):
+                return Decimal(value)
+            if isinstance(value, float):
+                return Decimal(repr(value))
+        elif kind == "integer":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif isinstance(value, bool):
+            return value
+        return parse_text(_to_text(value))
+
+    def convert_one(value: Any) -> Any:
+        if value is None:
+            return default
+        if type(value) is str:
+            text = clean(value)
+            if text is None:
+                return default
+            return parse_text(text)
+        return native(value)
+
+    return convert_one
+
+
 def convert(value: Any, spec: FieldSpec, tz: ZoneInfo) -> Any:
     """Turn one raw value into a typed one according to ``spec``; ValueError if impossible."""
-    if value is None:
-        return spec.default
-    if isinstance(value, str):
-        text = apply_transforms(value, spec.transforms)
-        if text is None:
-            return spec.default
-        if spec.values:
-            text = spec.values.get(text, spec.values.get(text.upper(), text))
-            if text is None:
-                return spec.default
-    else:
-        text = None
-    kind = spec.type
-    if kind == "string":
-        return text if text is not None else _to_text(value)
-    if kind == "date":
-        if isinstance(value, datetime):
-            return value.date()
-        if isinstance(value, date):
-            return value
-        return parse_date(text if text is not None else _to_text(value), spec.formats)
-    if kind == "datetime":
-        if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=tz)
-        if isinstance(value, date):
-            return datetime.combine(value, time(), tzinfo=tz)
-        return parse_datetime(text if text is not None else _to_text(value), spec.formats, tz)
-    if kind == "decimal":
-        if isinstance(value, bool):
-            raise ValueError(f"{value!r} is not a number")
-        if isinstance(value, int | Decimal):
-            return Decimal(value)
-        if isinstance(value, float):
-            return Decimal(repr(value))
-        return parse_decimal(text if text is not None else _to_text(value))
-    if kind == "integer":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        number = parse_decimal(text if text is not None else _to_text(value))
-        if number != number.to_integral_value():
-            raise ValueError(f"{value!r} is not a whole number")
-        return int(number)
-    # boolean
-    if isinstance(value, bool):
-        return value
-    word = (text if text is not None else _to_text(value)).strip().lower()
-    if word in spec.true_values:
-        return True
-    if word in spec.false_values:
-        return False
-    raise ValueError(f"{value!r} is neither a yes ({spec.true_values}) nor a no value")
+    return compile_converter(spec, tz)(value)
 
 
 def to_json_value(value: Any) -> Any:
@@ -202,15 +296,31 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
+def to_json_text(value: Any) -> str:
+    """The stored JSON form: keys sorted, so equal content gives equal text."""
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def fingerprint(raw_json: str, normalized_json: str) -> str:
+    """A fingerprint of what was received and what it meant: equal = nothing changed."""
+    payload = f"{raw_json}\x00{normalized_json}".encode()
+    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+
+
 def record_hash(raw: TMapping[str, Any], normalized: TMapping[str, Any]) -> str:
-    """A fingerprint of what was received and what it meant: equal hashes = nothing changed."""
-    payload = json.dumps([raw, normalized], sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
+    return fingerprint(to_json_text(raw), to_json_text(normalized))
 
 
 def mapping_fingerprint(mapping: Mapping) -> str:
-    payload = json.dumps(mapping.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return hashlib.sha256(to_json_text(mapping.model_dump(mode="json")).encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -229,6 +339,68 @@ class MappedRow:
     transaction_key: str | None = None  # flat transaction lines: the transaction this row is in
     line_key: int | None = None
     raw_text: str = ""  # the row as read, kept for a reject decided after mapping
+    organisation: dict[str, Any] | None = None  # B2B contacts: their company
+    raw_json: str = ""
+    normalized_json: str = ""
+    record_hash: str = ""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Rows cross from the reading process to the writing one: a flat tuple pickles many
+        # times faster than a slotted dataclass, and a customer row needs only its texts.
+        if self.slim:
+            return (
+                _rebuild_slim,
+                (
+                    self.line_no,
+                    self.key,
+                    self.raw_text,
+                    self.raw_json,
+                    self.normalized_json,
+                    self.record_hash,
+                ),
+            )
+        return (_rebuild_row, tuple(getattr(self, name) for name in _ROW_FIELDS))
+
+    @property
+    def slim(self) -> bool:
+        """True when everything the store needs is in the JSON texts."""
+        return not (
+            self.values
+            or self.lines
+            or self.consents
+            or self.organisation
+            or self.customer_ref
+            or self.transaction_key
+        )
+
+    def seal(self) -> None:
+        """Serialize raw and normalized once, and fingerprint them."""
+        self.raw_json = to_json_text(self.raw)
+        self.normalized_json = to_json_text(self.normalized)
+        self.record_hash = fingerprint(self.raw_json, self.normalized_json)
+
+
+_ROW_FIELDS = tuple(MappedRow.__dataclass_fields__)
+
+
+def _rebuild_row(*values: Any) -> MappedRow:
+    return MappedRow(*values)
+
+
+def _rebuild_slim(
+    line_no: int, key: str, raw_text: str, raw_json: str, normalized_json: str, record_hash: str
+) -> MappedRow:
+    return MappedRow(
+        line_no,
+        key,
+        {},
+        {},
+        {},
+        raw_text=raw_text,
+        raw_json=raw_json,
+        normalized_json=normalized_json,
+        record_hash=record_hash,
+    )
 
 
 class RowMapper:
@@ -253,6 +425,7 @@ class RowMapper:
             (name, resolve(spec.column, f"field {name}") if spec.column else None, spec)
             for name, spec in mapping.field_specs().items()
         ]
+        self._compiled = self._compile(self.fields)
         self.consents = [
             (
                 f"{c.channel}:{c.purpose}",
@@ -280,7 +453,13 @@ class RowMapper:
                 else (name, spec)
                 for name, spec in self.line_fields
             ]
+        self._compiled_lines = self._compile([(n, sp.column, sp) for n, sp in self.line_fields])
+        self._consent_date = compile_converter(
+            FieldSpec(default=None, column="-", type="datetime"), self.tz
+        )
         self.required = mapping.required
+        self.consent_columns = {label: column for label, column, *_ in self.consents}
+        self._identifiers = customer_rules.identifier_extractor(mapping.identifiers)
 
     def _key(self, values: TMapping[str, Any], line_no: int) -> str:
         parts = []
@@ -298,19 +477,24 @@ class RowMapper:
             )
         return key
 
+    Compiled = list[tuple[str, str | None, str, Callable[[Any], Any]]]
+
+    def _compile(self, fields: list[tuple[str, str | None, FieldSpec]]) -> RowMapper.Compiled:
+        return [
+            (name, column, spec.type, compile_converter(spec, self.tz))
+            for name, column, spec in fields
+        ]
+
+    @staticmethod
     def _fields(
-        self,
-        fields: list[tuple[str, str | None, FieldSpec]],
-        values: TMapping[str, Any],
-        where: str,
+        compiled: RowMapper.Compiled, values: TMapping[str, Any], where: str
     ) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, column, spec in fields:
-            raw = values.get(column) if column else None
+        for name, column, kind, conv in compiled:
             try:
-                out[name] = convert(raw, spec, self.tz)
+                out[name] = conv(values.get(column) if column else None)
             except ValueError as exc:
-                code = "INVALID_DATE" if spec.type in ("date", "datetime") else "INVALID_VALUE"
+                code = "INVALID_DATE" if kind in ("date", "datetime") else "INVALID_VALUE"
                 shown = column or name
                 raise RowRejected(code, f"{where}: column {shown!r} ({name}): {exc}") from exc
         return out
@@ -319,7 +503,7 @@ class RowMapper:
         """Map one raw row. Raises RowRejected with a precise code and reason."""
         where = f"line {line_no}"
         key = self._key(values, line_no)
-        typed = self._fields(self.fields, values, where)
+        typed = self._fields(self._compiled, values, where)
         for name in self.required:
             if typed.get(name) in (None, ""):
                 raise RowRejected("MISSING_REQUIRED", f"{where}: required field {name!r} is empty")
@@ -349,9 +533,7 @@ class RowMapper:
             meta: dict[str, Any] = {"column": column, "value": _to_text(cell)}
             if date_column is not None and values.get(date_column) not in (None, ""):
                 try:
-                    meta["collected_at"] = convert(
-                        values[date_column], FieldSpec(column=date_column, type="datetime"), self.tz
-                    )
+                    meta["collected_at"] = self._consent_date(values[date_column])
                 except ValueError as exc:
                     raise RowRejected(
                         "INVALID_DATE", f"{where}: consent date column {date_column!r}: {exc}"
@@ -361,12 +543,35 @@ class RowMapper:
             row.consent_meta[label] = meta
         if row.consents:
             row.normalized["consents"] = dict(row.consents)
+            details = {
+                label: {
+                    k: to_json_value(v) for k, v in meta.items() if k in ("collected_at", "proof")
+                }
+                for label, meta in row.consent_meta.items()
+                if "collected_at" in meta or "proof" in meta
+            }
+            if details:
+                row.normalized["consent_details"] = details
         if self.customer_column is not None:
             ref = values.get(self.customer_column)
             text = None if ref is None else _to_text(ref).strip()
             row.customer_ref = text or None
         if self.mapping.entity is EntityKind.transaction:
             self._map_lines(row, values, where)
+        elif self.mapping.entity is EntityKind.customer:
+            try:
+                settled = customer_rules.settle_customer_fields(typed)
+            except ValueError as exc:
+                raise RowRejected("INVALID_VALUE", f"{where}: {exc}") from exc
+            typed.update(settled)
+            row.normalized.update(
+                {k: to_json_value(v) for k, v in settled.items() if v is not None}
+            )
+            row.organisation = customer_rules.organisation_values(typed)
+            declared = self._identifiers(typed)
+            if declared:
+                row.normalized["identifiers"] = dict(declared)
+        row.seal()
         return row
 
     def _map_lines(self, row: MappedRow, values: dict[str, Any], where: str) -> None:
@@ -383,8 +588,7 @@ class RowMapper:
                     "MISSING_KEY",
                     f"{where}: line number column {self.line_key_column!r} is not a number",
                 )
-            fields = [(n, s.column, s) for n, s in self.line_fields]
-            line = self._fields(fields, values, where)
+            line = self._fields(self._compiled_lines, values, where)
             line["line_no"] = line_key
             row.transaction_key, row.line_key = row.key, line_key
             row.key = f"{row.key}{KEY_SEPARATOR}{line_key}"
@@ -399,8 +603,7 @@ class RowMapper:
                     "INVALID_VALUE", f"{where}: {self.lines_path!r} must be a list of objects"
                 )
             for number, item in enumerate(items, start=1):
-                fields = [(n, s.column, s) for n, s in self.line_fields]
-                line = self._fields(fields, item, f"{where}, line item {number}")
+                line = self._fields(self._compiled_lines, item, f"{where}, line item {number}")
                 line["line_no"] = number
                 row.lines.append(line)
             row.normalized["lines"] = [

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, insert, literal, select, update
+from sqlalchemy import DateTime, Integer, Table, bindparam, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from tournesol.db import Dialect, chunked, utcnow
@@ -98,7 +98,7 @@ def existing_records(
             ).where(
                 SourceRecord.source_id == source_id,
                 SourceRecord.entity == entity,
-                SourceRecord.source_key.in_(part),
+                Dialect.of(session).one_of(SourceRecord.source_key, part),
             )
         )
         for key, rid, fingerprint, last_batch, line_no, customer_id in rows:
@@ -117,7 +117,7 @@ def customer_ids_for_keys(
             select(SourceRecord.source_key, SourceRecord.customer_id).where(
                 SourceRecord.source_id == source_id,
                 SourceRecord.entity == "customer",
-                SourceRecord.source_key.in_(part),
+                Dialect.of(session).one_of(SourceRecord.source_key, part),
                 SourceRecord.customer_id.is_not(None),
             )
         )
@@ -125,25 +125,66 @@ def customer_ids_for_keys(
     return out
 
 
+RECORD_COLUMNS = (
+    "id",
+    "source_id",
+    "entity",
+    "source_key",
+    "raw",
+    "normalized",
+    "quality_flags",
+    "record_hash",
+    "line_no",
+    "customer_id",
+    "first_batch_id",
+    "last_batch_id",
+    "created_at",
+    "updated_at",
+)
+
+
 def insert_records(session: Session, *, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert new source records; returns their ids in the order given."""
+    """Bulk-insert new source records; returns their ids in the order given. ``raw`` and
+    ``normalized`` may be JSON text already (what the importer passes) or Python values."""
     if not rows:
         return []
+    conn = session.connection()
+    dialect = Dialect.of(session)
+    table = SourceRecord.__table__
+    ids = dialect.reserve_ids(conn, table, len(rows))  # type: ignore[arg-type]
     now = utcnow()
-    for row in rows:
-        row.setdefault("created_at", now)
-        row.setdefault("updated_at", now)
-        row.setdefault("quality_flags", [])
-    result = session.execute(
-        insert(SourceRecord).returning(SourceRecord.id, sort_by_parameter_order=True), rows
+    dialect.copy_rows(
+        conn,
+        table,  # type: ignore[arg-type]
+        RECORD_COLUMNS,
+        [
+            (
+                rid,
+                r["source_id"],
+                r["entity"],
+                r["source_key"],
+                r["raw"],
+                r["normalized"],
+                r.get("quality_flags") or "[]",
+                r["record_hash"],
+                r["line_no"],
+                r.get("customer_id"),
+                r["first_batch_id"],
+                r["last_batch_id"],
+                now,
+                now,
+            )
+            for rid, r in zip(ids, rows, strict=True)
+        ],
     )
-    return [r[0] for r in result]
+    return ids
 
 
 def supersede_records(session: Session, *, batch_id: int, changes: list[dict[str, Any]]) -> None:
     """Keep the current state of each changed record as a version, then write the new state.
 
-    ``changes``: dicts with ``id``, ``raw``, ``normalized``, ``record_hash``, ``line_no``.
+    ``changes``: dicts with ``id``, ``raw`` and ``normalized`` (JSON text), ``record_hash``,
+    ``line_no``.
     """
     if not changes:
         return
@@ -170,32 +211,36 @@ def supersede_records(session: Session, *, batch_id: int, changes: list[dict[str
                     SourceRecord.last_batch_id,
                     literal(batch_id, Integer()),
                     literal(now, DateTime(timezone=True)),
-                ).where(SourceRecord.id.in_(part)),
+                ).where(Dialect.of(session).one_of(SourceRecord.id, part)),
             )
         )
-    session.execute(
-        update(SourceRecord),
+    dialect = Dialect.of(session)
+    table: Table = SourceRecord.__table__  # type: ignore[assignment]
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("record_id"))
+        .values(
+            raw=dialect.json_param("raw_json"),
+            normalized=dialect.json_param("normalized_json"),
+            record_hash=bindparam("new_hash"),
+            line_no=bindparam("new_line"),
+            last_batch_id=batch_id,
+            updated_at=now,
+        )
+    )
+    session.connection().execute(
+        statement,
         [
             {
-                "id": c["id"],
-                "raw": c["raw"],
-                "normalized": c["normalized"],
-                "record_hash": c["record_hash"],
-                "line_no": c["line_no"],
-                "last_batch_id": batch_id,
-                "updated_at": now,
+                "record_id": c["id"],
+                "raw_json": c["raw"],
+                "normalized_json": c["normalized"],
+                "new_hash": c["record_hash"],
+                "new_line": c["line_no"],
             }
             for c in changes
         ],
     )
-
-
-def set_customer(session: Session, *, pairs: list[tuple[int, int]]) -> None:
-    """Point source records at customers: ``(source_record_id, customer_id)`` pairs."""
-    if pairs:
-        session.execute(
-            update(SourceRecord), [{"id": rid, "customer_id": cid} for rid, cid in pairs]
-        )
 
 
 def add_rejects(

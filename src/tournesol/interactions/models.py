@@ -6,10 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tournesol.db import Base, BigId, Json, utcnow
+from tournesol.db import Base, BigId, Json, UtcDateTime, utcnow
 
 
 class Product(Base):
@@ -40,12 +40,12 @@ class Transaction(Base):
     channel: Mapped[str | None] = mapped_column(String(20))  # store, web, phone
     store_code: Mapped[str | None] = mapped_column(String(40))
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
-    occurred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     total_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     status: Mapped[str | None] = mapped_column(String(20))
     attributes: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (
         UniqueConstraint("source_id", "external_id"),
@@ -81,7 +81,7 @@ class Interaction(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"))
     customer_ref_source_id: Mapped[int | None] = mapped_column(ForeignKey("source.id"))
     customer_ref_key: Mapped[str | None] = mapped_column(String(300))
-    occurred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     channel: Mapped[str] = mapped_column(String(20))  # email, sms, phone, postal, web, store...
     direction: Mapped[str] = mapped_column(String(10))  # inbound, outbound
     type: Mapped[str] = mapped_column(String(60))  # call, complaint, page_view, email_sent...
@@ -94,7 +94,7 @@ class Interaction(Base):
         ForeignKey("source_record.id"), unique=True
     )
     payload: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (
         Index("ix_interaction_customer_time", "customer_id", "occurred_at"),

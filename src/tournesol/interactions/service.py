@@ -26,7 +26,14 @@ def upsert_products(session: Session, *, rows: list[dict[str, Any]]) -> None:
     existing: dict[str, int] = {}
     for part in _in_parts(session, list(by_sku)):
         existing.update(
-            session.execute(select(Product.sku, Product.id).where(Product.sku.in_(part))).tuples()
+            {
+                sku: pid
+                for sku, pid in session.execute(
+                    select(Product.sku, Product.id).where(
+                        Dialect.of(session).one_of(Product.sku, part)
+                    )
+                )
+            }
         )
     new = [r for sku, r in by_sku.items() if sku not in existing]
     old = [r | {"id": existing[sku]} for sku, r in by_sku.items() if sku in existing]
@@ -44,13 +51,13 @@ def upsert_transactions(
     by_ext = {r["external_id"]: r for r in rows}
     ids: dict[str, int] = {}
     for part in _in_parts(session, list(by_ext)):
-        ids.update(
-            session.execute(
-                select(Transaction.external_id, Transaction.id).where(
-                    Transaction.source_id == source_id, Transaction.external_id.in_(part)
-                )
-            ).tuples()
+        found = session.execute(
+            select(Transaction.external_id, Transaction.id).where(
+                Transaction.source_id == source_id,
+                Dialect.of(session).one_of(Transaction.external_id, part),
+            )
         )
+        ids.update({ext: tid for ext, tid in found})
     new = [r | {"source_id": source_id} for ext, r in by_ext.items() if ext not in ids]
     if new:
         now = utcnow()
@@ -79,7 +86,7 @@ def upsert_lines(session: Session, *, rows: list[dict[str, Any]]) -> None:
                 for t, n, i in session.execute(
                     select(
                         TransactionLine.transaction_id, TransactionLine.line_no, TransactionLine.id
-                    ).where(TransactionLine.transaction_id.in_(part))
+                    ).where(Dialect.of(session).one_of(TransactionLine.transaction_id, part))
                 )
             }
         )
@@ -93,7 +100,11 @@ def upsert_lines(session: Session, *, rows: list[dict[str, Any]]) -> None:
 
 def delete_lines(session: Session, *, transaction_ids: Sequence[int]) -> None:
     for part in _in_parts(session, transaction_ids):
-        session.execute(delete(TransactionLine).where(TransactionLine.transaction_id.in_(part)))
+        session.execute(
+            delete(TransactionLine).where(
+                Dialect.of(session).one_of(TransactionLine.transaction_id, part)
+            )
+        )
 
 
 def refresh_totals(session: Session, *, transaction_ids: Sequence[int], set_total: bool) -> None:
@@ -108,12 +119,17 @@ def refresh_totals(session: Session, *, transaction_ids: Sequence[int], set_tota
     for part in _in_parts(session, transaction_ids):
         if set_total:
             session.execute(
-                update(Transaction).where(Transaction.id.in_(part)).values(total_amount=line_sum),
+                update(Transaction)
+                .where(Dialect.of(session).one_of(Transaction.id, part))
+                .values(total_amount=line_sum),
                 execution_options={"synchronize_session": False},
             )
         session.execute(
             update(TransactionLine)
-            .where(TransactionLine.transaction_id.in_(part), TransactionLine.product_id.is_(None))
+            .where(
+                Dialect.of(session).one_of(TransactionLine.transaction_id, part),
+                TransactionLine.product_id.is_(None),
+            )
             .values(product_id=product_id),
             execution_options={"synchronize_session": False},
         )
@@ -129,12 +145,12 @@ def upsert_interactions(
     existing: dict[int, int] = {}
     if overwrite:
         for part in _in_parts(session, list(overwrite)):
-            rows = session.execute(
+            found = session.execute(
                 select(Interaction.source_record_id, Interaction.id).where(
-                    Interaction.source_record_id.in_(part)
+                    Dialect.of(session).one_of(Interaction.source_record_id, part)
                 )
             )
-            existing.update({rid: iid for rid, iid in rows if rid is not None})
+            existing.update({rid: iid for rid, iid in found if rid is not None})
     new = [r for r in rows if r["source_record_id"] not in existing]
     old = [
         r | {"id": existing[r["source_record_id"]]}

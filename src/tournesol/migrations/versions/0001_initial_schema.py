@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 08:01:27.441240
+Create Date: 2026-11-23 08:48:08.747134
 """
 
 from collections.abc import Sequence
@@ -277,7 +277,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["customer_id"], ["customer.id"], name=op.f("fk_source_record_customer_id_customer")
+            ["customer_id"],
+            ["customer.id"],
+            name=op.f("fk_source_record_customer_id_customer"),
+            initially="DEFERRED",
+            deferrable=True,
         ),
         sa.ForeignKeyConstraint(
             ["first_batch_id"],

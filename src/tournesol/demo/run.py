@@ -1,0 +1,197 @@
+"""`tournesol demo`: generate the synthetic dataset, import every source, show what happened."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tournesol.cli.common import engine_and_factory
+from tournesol.consent.models import Consent
+from tournesol.customers.models import Customer, Organisation, OrganisationContact
+from tournesol.db import unit_of_work
+from tournesol.ingest import service as ingest_service
+from tournesol.ingest.importer import ImportReport, import_file
+from tournesol.ingest.models import Reject, SourceRecord
+from tournesol.ingest.schemas import load_mapping
+from tournesol.interactions.models import Interaction, Product, Transaction, TransactionLine
+
+console = Console()
+
+
+def _count(session: Session, model: type[object]) -> int:
+    return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def _planted_rejects(truth_path: Path) -> Counter[str]:
+    """How many malformed rows the generator planted, per source (from its ground truth)."""
+    planted: Counter[str] = Counter()
+    with truth_path.open(encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("expected") == "reject":
+                planted[row["source"]] += 1
+    return planted
+
+
+def run_demo(*, out_dir: Path, persons: int, seed: int) -> None:
+    from tournesol.config import get_settings
+    from tournesol.demo.generator import generate
+
+    settings = get_settings()
+    started = time.perf_counter()
+    console.print(
+        Panel.fit(
+            "[bold]Tournesol demo[/]: a French retailer with a loyalty program, an e-shop,\n"
+            "a contest, a call center and a B2B arm. Its customer data is scattered over\n"
+            "files in several formats and encodings; Tournesol brings it into one repository.",
+            border_style="yellow",
+        )
+    )
+    with console.status(f"Generating {persons:,} synthetic persons and their history..."):
+        manifest = generate(out_dir, seed=seed, persons=persons)
+    console.print(
+        f"[green]✓[/] Generated {len(manifest.files)} source files in {out_dir}/ "
+        f"({time.perf_counter() - started:.1f} s); ground truth in {manifest.truth_path.name}"
+    )
+
+    engine, factory = engine_and_factory()
+    where = engine.url.render_as_string(hide_password=True)
+    console.print(f"[green]✓[/] Database {where} is ready")
+
+    reports: list[ImportReport] = []
+    with Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        for item in manifest.files:
+            task = bar.add_task(f"import {item.source} ({item.path.name})", total=None)
+
+            def on_progress(done: int, total: int, task_id: TaskID = task) -> None:
+                bar.update(task_id, completed=done, total=total)
+
+            report = import_file(
+                factory,
+                item.path,
+                load_mapping(item.mapping),
+                chunk_rows=settings.import_chunk_rows,
+                progress=on_progress,
+            )
+            bar.update(task, completed=1, total=1)
+            reports.append(report)
+
+    planted = _planted_rejects(manifest.truth_path)
+    table = Table(title="Imports", title_justify="left")
+    for col, justify in (
+        ("source", "left"),
+        ("file", "left"),
+        ("format", "left"),
+        ("read", "right"),
+        ("accepted", "right"),
+        ("updated", "right"),
+        ("unchanged", "right"),
+        ("rejected", "right"),
+        ("planted", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in reports:
+        fmt = r.file_format + (f" {r.encoding}" if r.encoding else "")
+        fmt += f" {r.delimiter!r}" if r.delimiter else ""
+        status = "" if r.status == "completed" else " (already imported)"
+        table.add_row(
+            r.source,
+            r.file + status,
+            fmt,
+            f"{r.rows_read:,}",
+            f"{r.accepted:,}",
+            f"{r.updated:,}",
+            f"{r.unchanged:,}",
+            f"{r.rejected:,}",
+            f"{planted.get(r.source, 0):,}",
+        )
+    console.print(table)
+
+    with unit_of_work(factory) as session:
+        _show_store(session)
+        _show_rejects(session)
+        crossref = out_dir / "crossref.csv"
+        with crossref.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["source", "entity", "source_key", "customer_id"])
+            for source, entity, key, cid in ingest_service.crossref_rows(session):
+                writer.writerow([source, entity, key, "" if cid is None else cid])
+
+    console.print(
+        f"\n[bold green]Done in {time.perf_counter() - started:.0f} s.[/] "
+        f"Cross-reference table written to {crossref}."
+    )
+    with_rejects = next((r.batch_id for r in reports if r.rejected), None)
+    steps = [("tournesol batches list", "every import with its counts")]
+    if with_rejects is not None:
+        steps.append((f"tournesol batches rejects {with_rejects}", "the rejected rows and why"))
+    steps += [
+        ("tournesol export customers --out c.csv", "the golden records"),
+        ("tournesol demo", "again: every file is recognised, nothing changes"),
+    ]
+    console.print("Next steps:")
+    for cmd, what in steps:
+        console.print(f"  [bold]{cmd:<42}[/] {what}", highlight=False)
+
+
+def _show_store(session: Session) -> None:
+    table = Table(title="The customer repository now holds", title_justify="left")
+    table.add_column("what")
+    table.add_column("rows", justify="right")
+    linked_txn = session.scalar(
+        select(func.count()).select_from(Transaction).where(Transaction.customer_id.is_not(None))
+    )
+    linked_int = session.scalar(
+        select(func.count()).select_from(Interaction).where(Interaction.customer_id.is_not(None))
+    )
+    rows = [
+        ("source records (raw rows with lineage)", _count(session, SourceRecord)),
+        ("golden customers (one per record until identity resolution)", _count(session, Customer)),
+        ("organisations (B2B) / contacts", None),
+        ("consents (with proof)", _count(session, Consent)),
+        ("products", _count(session, Product)),
+        ("transactions (tickets and orders)", _count(session, Transaction)),
+        ("  of which linked to a customer", linked_txn or 0),
+        ("transaction lines", _count(session, TransactionLine)),
+        ("interactions (calls, web events)", _count(session, Interaction)),
+        ("  of which linked to a customer", linked_int or 0),
+        ("rejected rows (kept with reasons)", _count(session, Reject)),
+    ]
+    for label, value in rows:
+        if value is None:
+            value_text = (
+                f"{_count(session, Organisation):,} / {_count(session, OrganisationContact):,}"
+            )
+        else:
+            value_text = f"{value:,}"
+        table.add_row(label, value_text)
+    console.print(table)
+
+
+def _show_rejects(session: Session) -> None:
+    codes = session.execute(
+        select(Reject.code, func.count()).group_by(Reject.code).order_by(func.count().desc())
+    ).all()
+    if not codes:
+        return
+    example = session.scalars(select(Reject).order_by(Reject.id).limit(3)).all()
+    console.print(
+        "Rejects by reason: " + ", ".join(f"{code} {n}" for code, n in codes), highlight=False
+    )
+    for r in example:
+        reason = r.reason.removeprefix(f"line {r.line_no}: ")
+        console.print(f"  batch {r.batch_id} line {r.line_no}: {reason}", highlight=False)
