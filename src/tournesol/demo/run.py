@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tournesol.cli.common import engine_and_factory
+from tournesol.cli.export import write_csv
 from tournesol.consent.models import Consent
 from tournesol.customers.models import Customer, Organisation, OrganisationContact
 from tournesol.db import unit_of_work
@@ -125,11 +126,7 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> None:
         _show_store(session)
         _show_rejects(session)
         crossref = out_dir / "crossref.csv"
-        with crossref.open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["source", "entity", "source_key", "customer_id"])
-            for source, entity, key, cid in ingest_service.crossref_rows(session):
-                writer.writerow([source, entity, key, "" if cid is None else cid])
+        write_csv(crossref, ingest_service.CROSSREF_COLUMNS, ingest_service.crossref_rows(session))
 
     console.print(
         f"\n[bold green]Done in {time.perf_counter() - started:.0f} s.[/] "

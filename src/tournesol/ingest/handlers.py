@@ -189,6 +189,19 @@ def _owners(session: Session, ctx: ChunkContext, rows: list[MappedRow]) -> dict[
     return ingest_service.customer_ids_for_keys(session, source_id=ctx.ref_source_id, keys=refs)
 
 
+def _records_and_owners(
+    session: Session, ctx: ChunkContext, new: list[Accepted], changed: list[Accepted]
+) -> tuple[list[Accepted], dict[str, int], dict[int, int]]:
+    """Write the chunk's records; return its rows, the customers their references name, and
+    each row's record id (keyed by ``id(row)``)."""
+    items = new + changed
+    owners = _owners(session, ctx, [i.row for i in items])
+    record_ids = _write_records(session, ctx, new, changed)
+    rec_of = {id(item): rid for item, rid in zip(new, record_ids, strict=True)}
+    rec_of.update({id(i): i.existing.id for i in changed if i.existing})
+    return items, owners, rec_of
+
+
 def _extra(values: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
     return {k: to_json_value(v) for k, v in values.items() if k not in known and v is not None}
 
@@ -196,11 +209,7 @@ def _extra(values: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
 def handle_transactions(
     session: Session, ctx: ChunkContext, new: list[Accepted], changed: list[Accepted]
 ) -> None:
-    items = new + changed
-    owners = _owners(session, ctx, [i.row for i in items])
-    record_ids = _write_records(session, ctx, new, changed)
-    rec_of = {id(item): rid for item, rid in zip(new, record_ids, strict=True)}
-    rec_of.update({id(i): i.existing.id for i in changed if i.existing})
+    items, owners, rec_of = _records_and_owners(session, ctx, new, changed)
 
     headers: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -249,11 +258,7 @@ def handle_transactions(
 def handle_interactions(
     session: Session, ctx: ChunkContext, new: list[Accepted], changed: list[Accepted]
 ) -> None:
-    items = new + changed
-    owners = _owners(session, ctx, [i.row for i in items])
-    record_ids = _write_records(session, ctx, new, changed)
-    rec_of = {id(item): rid for item, rid in zip(new, record_ids, strict=True)}
-    rec_of.update({id(i): i.existing.id for i in changed if i.existing})
+    items, owners, rec_of = _records_and_owners(session, ctx, new, changed)
     rows = []
     for item in items:
         row = item.row

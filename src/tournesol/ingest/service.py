@@ -270,6 +270,9 @@ def list_rejects(session: Session, *, batch_id: int, limit: int | None = None) -
     return session.scalars(query).all()
 
 
+CROSSREF_COLUMNS = ("source", "entity", "source_key", "customer_id")
+
+
 def crossref_rows(session: Session) -> Iterable[tuple[str, str, str, int | None]]:
     """``(source, entity, source_key, customer_id)`` for every source record, in a stable order."""
     query = (
