@@ -149,3 +149,17 @@ def test_the_import_command_explains_a_bad_mapping_and_writes_nothing(
     assert "column 'date_de_naissance' is not in the file" in result.stderr
     assert "nothing was imported" in result.stderr
     assert committed_line(url) == 0
+
+
+def test_a_wrong_database_url_is_a_clear_error(tmp_path: Path) -> None:
+    env = os.environ | {"TOURNESOL_DATABASE_URL": "mysql://somewhere/db", "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tournesol", "batches", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "invalid setting: TOURNESOL_DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr

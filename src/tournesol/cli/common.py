@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from tournesol.config import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -21,17 +24,31 @@ def fail(message: str, *, hint: str | None = None, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def settings() -> Settings:
+    """The settings, or a clear error naming the variable that is wrong."""
+    from pydantic import ValidationError
+
+    from tournesol.config import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"TOURNESOL_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        fail(f"invalid setting: {problems}", hint="fix the environment variable or .env file")
+
+
 def engine_and_factory(*, upgrade: bool = True) -> tuple[Engine, sessionmaker[Session]]:
     """Engine on TOURNESOL_DATABASE_URL; with ``upgrade``, the schema is brought up to date
     first, so a new SQLite file just works."""
     from sqlalchemy.exc import OperationalError
 
-    from tournesol.config import get_settings
     from tournesol.db import make_engine, make_session_factory
     from tournesol.migrations import upgrade as run_upgrade
 
-    settings = get_settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings().database_url)
     try:
         if upgrade:
             run_upgrade(engine)

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from tournesol.cli.common import console, engine_and_factory, fail
+from tournesol.cli.common import console, engine_and_factory, fail, settings
 
 if TYPE_CHECKING:
     from tournesol.ingest.importer import ImportReport
@@ -23,7 +23,6 @@ def import_command(
     ),
 ) -> None:
     """Import FILE as SOURCE: every row becomes a record or a reject with its reason."""
-    from tournesol.config import get_settings
     from tournesol.ingest.importer import import_file
     from tournesol.ingest.readers import ReadError
     from tournesol.ingest.schemas import MappingError, load_mapping
@@ -44,7 +43,7 @@ def import_command(
             hint="use the mapping written for this source",
         )
     _, factory = engine_and_factory()
-    settings = get_settings()
+    chunk_rows = settings().import_chunk_rows
     with Progress(
         TextColumn(f"[bold]{source}[/] {file.name}"),
         BarColumn(),
@@ -59,9 +58,7 @@ def import_command(
             bar.update(task, completed=done, total=total)
 
         try:
-            report = import_file(
-                factory, file, spec, chunk_rows=settings.import_chunk_rows, progress=on_progress
-            )
+            report = import_file(factory, file, spec, chunk_rows=chunk_rows, progress=on_progress)
         except (ReadError, MappingError) as exc:
             fail(str(exc), hint="nothing was imported; fix the file or the mapping and rerun")
         except KeyboardInterrupt:

@@ -36,7 +36,7 @@ def demo(
     ),
 ) -> None:
     """Generate a realistic French multi-source dataset, import it all, and show the result."""
-    from tournesol.config import get_settings
+    from tournesol.cli.common import settings
     from tournesol.demo.run import run_demo
 
-    run_demo(out_dir=out or get_settings().demo_dir, persons=persons, seed=seed)
+    run_demo(out_dir=out or settings().demo_dir, persons=persons, seed=seed)

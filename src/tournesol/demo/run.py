@@ -14,7 +14,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tournesol.cli.common import engine_and_factory
+from tournesol.cli.common import engine_and_factory, settings
 from tournesol.cli.export import write_csv
 from tournesol.consent.models import Consent
 from tournesol.customers.models import Customer, Organisation, OrganisationContact
@@ -43,10 +43,9 @@ def _planted_rejects(truth_path: Path) -> Counter[str]:
 
 
 def run_demo(*, out_dir: Path, persons: int, seed: int) -> None:
-    from tournesol.config import get_settings
     from tournesol.demo.generator import generate
 
-    settings = get_settings()
+    chunk_rows = settings().import_chunk_rows
     started = time.perf_counter()
     console.print(
         Panel.fit(
@@ -85,7 +84,7 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> None:
                 factory,
                 item.path,
                 load_mapping(item.mapping),
-                chunk_rows=settings.import_chunk_rows,
+                chunk_rows=chunk_rows,
                 progress=on_progress,
             )
             bar.update(task, completed=1, total=1)
