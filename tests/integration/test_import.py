@@ -394,3 +394,24 @@ def test_b2b_contacts_create_their_organisation(
     assert (org.siret, org.siren, org.naf_code) == ("73282932000074", "732829320", "47.11F")
     contacts = session.scalars(select(OrganisationContact)).all()
     assert sorted(c.job_title or "" for c in contacts) == ["Acheteuse", "Directeur"]
+
+
+def test_an_overlong_transaction_field_is_rejected_not_truncated(
+    tmp_path: Path, run: Callable[..., ImportReport], session: Session
+) -> None:
+    tickets = write_cp1252(
+        tmp_path / "tickets.csv",
+        [
+            "ticket;ligne;date;magasin;carte;sku;qte;montant",
+            "T1;1;14/01/2026 10:05;M01;C00001;SKU1;2;12,50",
+            f"T2;1;14/01/2026 10:06;{'M' * 41};C00001;SKU1;1;6,25",
+            f"T3;1;14/01/2026 10:07;M01;C00001;{'S' * 101};1;6,25",
+        ],
+    )
+    report = run(tickets, TICKETS)
+    assert (report.accepted, report.rejected) == (1, 2)
+    reasons = sorted(r.reason for r in session.scalars(select(Reject)))
+    assert reasons == [
+        "line 3: store_code is 41 characters, the limit is 40",
+        "line 4: sku is 101 characters, the limit is 100",
+    ]

@@ -98,6 +98,11 @@ def identifiers(values: Mapping[str, Any], spec: Mapping[str, str]) -> list[tupl
     return identifier_extractor(spec)(values)
 
 
+def organisation_key(org: Mapping[str, Any]) -> str:
+    """How an organisation is known: its SIRET (establishment), else its SIREN."""
+    return str(org.get("siret") or org["siren"])
+
+
 def organisation_values(values: Mapping[str, Any]) -> dict[str, Any] | None:
     """Organisation columns carried by a B2B contact row, or None when it names no company."""
     org = {col: values[name] for name, col in ORGANISATION_FIELDS.items() if values.get(name)}

@@ -14,7 +14,7 @@ from tournesol.customers.models import (
     Organisation,
     OrganisationContact,
 )
-from tournesol.customers.rules import GOLDEN_FIELDS
+from tournesol.customers.rules import GOLDEN_FIELDS, organisation_key
 from tournesol.db import Dialect, UtcDateTime, chunked, utcnow
 from tournesol.ingest.models import SourceRecord
 
@@ -115,7 +115,7 @@ def upsert_organisations(session: Session, *, orgs: Iterable[dict[str, Any]]) ->
     key -> organisation id. Empty values never overwrite known ones."""
     by_key: dict[str, dict[str, Any]] = {}
     for given in orgs:
-        key = given.get("siret") or given["siren"]
+        key = organisation_key(given)
         by_key.setdefault(key, {}).update({k: v for k, v in given.items() if v})
     if not by_key:
         return {}

@@ -154,30 +154,32 @@ def handle_customers(
                 default_collected_at=ctx.started_at,
                 updated=updated,
             )
-    owners = dict(zip((id(i) for i in new), customer_ids, strict=True))
-    links = []
-    for item in new + changed:
-        if item.row.organisation is None:
-            continue
-        if item.existing is not None:
-            record_id, customer_id = item.existing.id, item.existing.customer_id
-        else:
-            record_id, customer_id = 0, owners[id(item)]
-        if customer_id is not None:
-            links.append((item.row.organisation, customer_id, record_id, item))
-    if links:
-        new_ids = dict(zip((id(i) for i in new), record_ids, strict=True))
-        org_ids = customer_service.upsert_organisations(session, orgs=[o for o, *_ in links])
+    record_of = {id(i): rid for i, rid in zip(new, record_ids, strict=True)}
+    customer_of: dict[int, int | None] = {
+        id(i): cid for i, cid in zip(new, customer_ids, strict=True)
+    }
+    for item in changed:
+        assert item.existing is not None
+        record_of[id(item)] = item.existing.id
+        customer_of[id(item)] = item.existing.customer_id
+    contacts = [
+        item
+        for item in new + changed
+        if item.row.organisation is not None and customer_of[id(item)] is not None
+    ]
+    if contacts:
+        orgs = [item.row.organisation for item in contacts if item.row.organisation]
+        org_ids = customer_service.upsert_organisations(session, orgs=orgs)
         customer_service.link_contacts(
             session,
             links=[
                 {
-                    "organisation_id": org_ids[org.get("siret") or org["siren"]],
-                    "customer_id": cid,
+                    "organisation_id": org_ids[customer_rules.organisation_key(org)],
+                    "customer_id": customer_of[id(item)],
                     "job_title": item.row.values.get("job_title"),
-                    "source_record_id": rid or new_ids[id(item)],
+                    "source_record_id": record_of[id(item)],
                 }
-                for org, cid, rid, item in links
+                for item, org in zip(contacts, orgs, strict=True)
             ],
         )
 

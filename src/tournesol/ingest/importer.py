@@ -26,8 +26,6 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +33,21 @@ from sqlalchemy import String, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tournesol.customers import service as customer_service
-from tournesol.customers.models import Customer
-from tournesol.customers.rules import GOLDEN_FIELDS
+from tournesol.customers.models import Customer, Organisation, OrganisationContact
+from tournesol.customers.rules import GOLDEN_FIELDS, ORGANISATION_FIELDS
 from tournesol.db import Dialect, unit_of_work, utcnow
 from tournesol.ingest import service as ingest_service
-from tournesol.ingest.handlers import HANDLERS, Accepted, ChunkContext
+from tournesol.ingest.handlers import (
+    HANDLERS,
+    INTERACTION_FIELDS,
+    LINE_FIELDS,
+    TRANSACTION_FIELDS,
+    Accepted,
+    ChunkContext,
+)
+from tournesol.ingest.handlers import (
+    ORGANISATION_FIELDS as ORG_ENTITY_FIELDS,
+)
 from tournesol.ingest.models import ImportBatch
 from tournesol.ingest.readers import RawRow, ReadError, ReadInfo, SourceReader, open_reader
 from tournesol.ingest.rules import (
@@ -50,6 +58,7 @@ from tournesol.ingest.rules import (
 )
 from tournesol.ingest.schemas import EntityKind, Mapping, MappingError
 from tournesol.interactions import service as history_service
+from tournesol.interactions.models import Interaction, Product, Transaction, TransactionLine
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 PARALLEL_FROM_BYTES = 4_000_000
@@ -92,41 +101,42 @@ class _Counts:
     rejects: list[tuple[int, str, str, str]] = field(default_factory=list)
 
 
-def _customer_limits() -> dict[str, int]:
-    """Golden field -> the length of the customer column it lands in."""
-    limits = {}
-    for name, column in GOLDEN_FIELDS.items():
-        col_type = Customer.__table__.c[column].type
+def _limits(table: Any, fields: dict[str, str]) -> dict[str, int]:
+    """Field -> the length of the column it lands in (text columns with a length only)."""
+    out = {}
+    for name, column in fields.items():
+        col_type = table.c[column].type
         if isinstance(col_type, String) and col_type.length:
-            limits[name] = col_type.length
-    return limits
+            out[name] = col_type.length
+    return out
 
 
-def _check_lengths(row: MappedRow, limits: dict[str, int]) -> None:
+def _same(names: tuple[str, ...]) -> dict[str, str]:
+    return {name: name for name in names}
+
+
+# Where each entity's fields land, to refuse (not truncate) what would not fit.
+FIELD_LIMITS: dict[EntityKind, dict[str, int]] = {
+    EntityKind.customer: _limits(Customer.__table__, GOLDEN_FIELDS)
+    | _limits(OrganisationContact.__table__, {"job_title": "job_title"}),
+    EntityKind.transaction: _limits(Transaction.__table__, _same(TRANSACTION_FIELDS)),
+    EntityKind.interaction: _limits(Interaction.__table__, _same(INTERACTION_FIELDS)),
+    EntityKind.organisation: _limits(Organisation.__table__, _same(ORG_ENTITY_FIELDS)),
+    EntityKind.product: _limits(Product.__table__, _same(("sku", "name", "category"))),
+}
+LINE_LIMITS = _limits(TransactionLine.__table__, _same(LINE_FIELDS))
+COMPANY_LIMITS = _limits(Organisation.__table__, _same(tuple(ORGANISATION_FIELDS.values())))
+
+
+def _check_lengths(values: dict[str, Any], limits: dict[str, int], where: str) -> None:
     """No silent truncation: a value longer than its column is a reject that says so."""
     for name, limit in limits.items():
-        value = row.values.get(name)
+        value = values.get(name)
         if isinstance(value, str) and len(value) > limit:
             raise RowRejected(
                 "VALUE_TOO_LONG",
-                f"line {row.line_no}: {name} is {len(value)} characters, the limit is {limit}",
+                f"{where}: {name} is {len(value)} characters, the limit is {limit}",
             )
-
-
-def _json_safe(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
 
 
 @dataclass
@@ -147,7 +157,7 @@ class _Chunker:
         self.mapper = mapper
         self.first_line: dict[str, int] = {}
         self.customers = entity is EntityKind.customer
-        self.limits = _customer_limits() if self.customers else {}
+        self.limits = FIELD_LIMITS[entity]
 
     def split(self, rows: list[RawRow], bytes_read: int) -> _Mapped:
         out = _Mapped([], [], len(rows), rows[-1].line_no, bytes_read)
@@ -156,13 +166,14 @@ class _Chunker:
                 code, reason = raw.error or ("UNREADABLE", "row could not be read")
                 out.rejects.append((raw.line_no, code, reason, raw.raw_text))
                 continue
-            values = raw.values
-            if any(not isinstance(v, str) for v in values.values()):
-                values = _json_safe(values)
             try:
-                row = self.mapper.map(raw.line_no, values)
-                if self.limits:
-                    _check_lengths(row, self.limits)
+                row = self.mapper.map(raw.line_no, raw.values)
+                where = f"line {raw.line_no}"
+                _check_lengths(row.values, self.limits, where)
+                for line in row.lines:
+                    _check_lengths(line, LINE_LIMITS, where)
+                if row.organisation is not None:
+                    _check_lengths(row.organisation, COMPANY_LIMITS, where)
             except RowRejected as exc:
                 out.rejects.append((raw.line_no, exc.code, exc.reason, raw.raw_text))
                 continue
