@@ -179,6 +179,9 @@ def list_rejects(
                     writer.writerow([r.line_no, r.code, r.reason, r.raw_text])
             console.print(f"{len(rejects)} rejects written to {out}")
             return
+        if not rejects:
+            console.print(f"Batch {batch_id} has no rejected rows.")
+            return
         table = Table(title=f"Rejects of batch {batch_id}")
         for col in ("line", "code", "reason"):
             table.add_column(col)
