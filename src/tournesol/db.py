@@ -208,15 +208,29 @@ class Dialect:
         top = conn.execute(text(f'SELECT COALESCE(MAX(id), 0) FROM "{table.name}"')).scalar_one()
         return list(range(top + 1, top + 1 + count))
 
+    def bind_value(self, conn: Connection, table: Table, column: str, value: Any) -> Any:
+        """``value`` as :meth:`copy_rows` would send it for ``column``: convert a constant once,
+        then pass rows with ``prepared=True``."""
+        return self.copy_rows(conn, table, [column], [[value]], convert_only=True)[0][0]
+
     def copy_rows(
-        self, conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-    ) -> None:
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        prepared: bool = False,
+        convert_only: bool = False,
+    ) -> Any:
         """Bulk-load rows (tuples in ``columns`` order) through the driver: COPY on PostgreSQL,
         executemany on SQLite. Values go through the columns' own SQLAlchemy type processors, so
         what is stored is what the ORM would store. JSON columns take Python values or text
-        already serialized (a ``str``: JSON columns here never hold a bare string)."""
+        already serialized (a ``str``: JSON columns here never hold a bare string). With
+        ``prepared``, rows are already in driver form (JSON as text, constants through
+        :meth:`bind_value`) and are sent as they are: the fast path for the import."""
         if not rows:
-            return
+            return None
         dialect = conn.dialect
         processors: list[Any] = []
         for name in columns:
@@ -230,7 +244,7 @@ class Dialect:
             else:
                 processors.append(col_type.bind_processor(dialect))
         active = [(i, p) for i, p in enumerate(processors) if p is not None]
-        if active:
+        if active and not prepared:
             # The same object often repeats down a column (the chunk's timestamp): convert once.
             last_in: list[Any] = [object()] * len(columns)
             last_out: list[Any] = [None] * len(columns)
@@ -248,6 +262,8 @@ class Dialect:
                         values[i] = last_out[i] = proc(value)
                 converted.append(values)
             rows = converted
+        if convert_only:
+            return rows
         raw = conn.connection.driver_connection
         assert raw is not None
         cols = ", ".join(f'"{c}"' for c in columns)
@@ -255,13 +271,14 @@ class Dialect:
             with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as cp:
                 for row in rows:
                     cp.write_row(row)
-            return
+            return None
         marks = ", ".join("?" for _ in columns)
         cursor = raw.cursor()
         try:
             cursor.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', rows)
         finally:
             cursor.close()
+        return None
 
 
 def _json_text(value: Any) -> str:

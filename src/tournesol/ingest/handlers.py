@@ -68,6 +68,9 @@ class ChunkContext:
     started_at: datetime
     ref_source_id: int | None  # the source named by the mapping's `customer:` reference
     consent_columns: dict[str, str]  # "channel:purpose" -> the file's column holding it
+    # The source held no records of this entity when this (fresh, not resumed) batch began:
+    # every key is new, except repeats within the file, which the reading side catches.
+    first_load: bool = False
 
 
 @dataclass
@@ -76,23 +79,6 @@ class Accepted:
 
     row: MappedRow
     existing: ExistingRecord | None = None
-
-
-def _record_dict(
-    ctx: ChunkContext, item: Accepted, customer_id: int | None = None
-) -> dict[str, Any]:
-    return {
-        "source_id": ctx.source_id,
-        "entity": ctx.mapping.entity.value,
-        "source_key": item.row.key,
-        "raw": item.row.raw_json,
-        "normalized": item.row.normalized_json,
-        "record_hash": item.row.record_hash,
-        "line_no": item.row.line_no,
-        "customer_id": customer_id,
-        "first_batch_id": ctx.batch_id,
-        "last_batch_id": ctx.batch_id,
-    }
 
 
 def _write_records(
@@ -104,7 +90,14 @@ def _write_records(
 ) -> list[int]:
     owners = customer_ids if customer_ids is not None else [None] * len(new)
     ids = ingest_service.insert_records(
-        session, rows=[_record_dict(ctx, item, cid) for item, cid in zip(new, owners, strict=True)]
+        session,
+        source_id=ctx.source_id,
+        entity=ctx.mapping.entity.value,
+        batch_id=ctx.batch_id,
+        rows=[
+            (r.key, r.raw_json, r.normalized_json, r.record_hash, r.line_no, cid)
+            for r, cid in zip((item.row for item in new), owners, strict=True)
+        ],
     )
     ingest_service.supersede_records(
         session,

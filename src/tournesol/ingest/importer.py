@@ -319,11 +319,15 @@ def _process_chunk(session: Session, ctx: ChunkContext, mapped: _Mapped) -> _Cou
         .where(ImportBatch.id == ctx.batch_id)
         .values(committed_line=ImportBatch.committed_line)
     )
-    existing = ingest_service.existing_records(
-        session,
-        source_id=ctx.source_id,
-        entity=ctx.mapping.entity.value,
-        keys=[row.key for row in mapped.rows],
+    existing = (
+        {}
+        if ctx.first_load
+        else ingest_service.existing_records(
+            session,
+            source_id=ctx.source_id,
+            entity=ctx.mapping.entity.value,
+            keys=[row.key for row in mapped.rows],
+        )
     )
     new: list[Accepted] = []
     changed: list[Accepted] = []
@@ -418,7 +422,11 @@ def import_file(
             if batch is not None and batch.status == "completed":
                 return _report(batch, source.name, "already_imported")
             resumed_after = 0
+            first_load = False
             if batch is None:
+                first_load = not ingest_service.has_records(
+                    session, source_id=source.id, entity=mapping.entity.value
+                )
                 batch = ImportBatch(
                     source_id=source.id,
                     entity=mapping.entity.value,
@@ -443,6 +451,7 @@ def import_file(
                 started_at=batch.started_at,
                 ref_source_id=ref_source_id,
                 consent_columns=RowMapper(mapping, info.columns).consent_columns,
+                first_load=first_load,
             )
             source_name = source.name
         for chunks_done, mapped in enumerate(reading.chunks(resumed_after), start=1):

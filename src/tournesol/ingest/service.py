@@ -106,6 +106,16 @@ def existing_records(
     return found
 
 
+def has_records(session: Session, *, source_id: int, entity: str) -> bool:
+    """Whether this source already holds records of this entity."""
+    found = session.execute(
+        select(SourceRecord.id)
+        .where(SourceRecord.source_id == source_id, SourceRecord.entity == entity)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def customer_ids_for_keys(
     session: Session, *, source_id: int, keys: Iterable[str]
 ) -> dict[str, int]:
@@ -143,39 +153,48 @@ RECORD_COLUMNS = (
 )
 
 
-def insert_records(session: Session, *, rows: list[dict[str, Any]]) -> list[int]:
-    """Bulk-insert new source records; returns their ids in the order given. ``raw`` and
-    ``normalized`` may be JSON text already (what the importer passes) or Python values."""
+def insert_records(
+    session: Session,
+    *,
+    source_id: int,
+    entity: str,
+    batch_id: int,
+    rows: Sequence[tuple[str, str, str, str, int, int | None]],
+) -> list[int]:
+    """Bulk-insert new source records of one batch; returns their ids in the order given.
+    ``rows``: ``(source_key, raw JSON text, normalized JSON text, record_hash, line_no,
+    customer_id)``."""
     if not rows:
         return []
     conn = session.connection()
     dialect = Dialect.of(session)
-    table = SourceRecord.__table__
-    ids = dialect.reserve_ids(conn, table, len(rows))  # type: ignore[arg-type]
-    now = utcnow()
+    table: Table = SourceRecord.__table__  # type: ignore[assignment]
+    ids = dialect.reserve_ids(conn, table, len(rows))
+    now = dialect.bind_value(conn, table, "created_at", utcnow())
     dialect.copy_rows(
         conn,
-        table,  # type: ignore[arg-type]
+        table,
         RECORD_COLUMNS,
         [
             (
                 rid,
-                r["source_id"],
-                r["entity"],
-                r["source_key"],
-                r["raw"],
-                r["normalized"],
-                r.get("quality_flags") or "[]",
-                r["record_hash"],
-                r["line_no"],
-                r.get("customer_id"),
-                r["first_batch_id"],
-                r["last_batch_id"],
+                source_id,
+                entity,
+                key,
+                raw,
+                normalized,
+                "[]",
+                fp,
+                line,
+                cid,
+                batch_id,
+                batch_id,
                 now,
                 now,
             )
-            for rid, r in zip(ids, rows, strict=True)
+            for rid, (key, raw, normalized, fp, line, cid) in zip(ids, rows, strict=True)
         ],
+        prepared=True,
     )
     return ids
 
