@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import hashlib
 import io
 import json
 import re
+import tracemalloc
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -504,6 +506,89 @@ def test_json_that_is_not_utf8(tmp_path: Path) -> None:
         open_reader(path)
     _, rows = read_all(path, FormatSpec(encoding="cp1252"))
     assert rows[0].values == {"nom": "Zoé"}
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        "[1, -0, 1.5, 0.1, 1e5, -0.0, 2.5E-3, 9223372036854775807]",
+        # beyond a C long long and beyond a double: read like json.load all the same
+        "[1.5, 123456789012345678901234567890, -9223372036854775809, 1e400, 1e-400]",
+    ],
+)
+def test_json_numbers_as_json_load(tmp_path: Path, numbers: str) -> None:
+    text = f'{{"records": [{{"n": {numbers}, "x": {{"y": 2.25}}}}, 7.5]}}'
+    path = write(tmp_path, "c.json", text)
+    _, rows = read_all(path, FormatSpec(records_path="records"))
+    expected = json.loads(text)["records"]
+    assert rows[0].values == expected[0]
+    assert [type(v) for v in rows[0].values["n"]] == [type(v) for v in expected[0]["n"]]  # type: ignore[index]
+    assert rows[0].raw_text == json.dumps(expected[0], ensure_ascii=False)
+    assert rows[1].error == ("NOT_AN_OBJECT", "record 2 is a number, not an object")
+    assert rows[1].raw_text == "7.5"
+
+
+def test_json_utf8_with_bom(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.json", codecs.BOM_UTF8 + '[{"nom": "Zoé"}]'.encode())
+    reader, rows = read_all(path)
+    assert reader.info.encoding == "utf-8-sig"
+    assert reader.info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [row.values for row in rows] == [{"nom": "Zoé"}]
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 20])
+def test_json_error_location(tmp_path: Path, chunk: int) -> None:
+    path = write(tmp_path, "c.json", '[{"id": 1},\n {"id": 2,}]')
+    with (
+        mock.patch.object(readers, "CHUNK_BYTES", chunk),
+        pytest.raises(ReadError, match=r"not valid JSON: .* at line 2, column 11; fix the file"),
+    ):
+        open_reader(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "records_path", "message"),
+    [
+        ('{"a": 1, "b": [1], "c": {"d": []}}', None, r"object.*records_path.*array: b\)$"),
+        ('{"data": {"x": 1}}', "data.orders", r"no key 'orders' in data \(keys: x\)"),
+        ('{"data": [1]}', "data.orders", "records_path is 'data.orders' but data is not an object"),
+        ('{"data": {"orders": 3}}', "data.orders", "'data.orders' is not an array of records"),
+        ("[" * 600 + "]" * 600, None, "nested more than 500 levels"),
+        ('[{"a": NaN}]', None, "not valid JSON.*line 1, column 8"),
+        ('[{"a": 1}]\n\n[', None, "after the end of the JSON document at line 3"),
+    ],
+)
+def test_json_document_errors(
+    tmp_path: Path, text: str, records_path: str | None, message: str
+) -> None:
+    with pytest.raises(ReadError, match=message):
+        open_reader(write(tmp_path, "c.json", text), FormatSpec(records_path=records_path))
+
+
+def test_json_streams_in_constant_memory(tmp_path: Path) -> None:
+    record = {"id": 0, "nom": FRENCH * 30, "prix": 12.5, "lignes": [{"sku": "A", "qte": 2}]}
+    path = tmp_path / "c.json"
+    with path.open("w", encoding="utf-8") as f:
+        f.write('{"data": [')
+        f.write(",\n".join(json.dumps({**record, "id": i}) for i in range(4_000)))
+        f.write("]}")
+    size = path.stat().st_size
+    tracemalloc.start()
+    try:
+        reader = open_reader(path, FormatSpec(records_path="data"))
+        progress = []
+        with reader:
+            for count, row in enumerate(reader, 1):
+                if count % 1_000 == 0:
+                    progress.append(reader.bytes_read())
+                assert row.values is not None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 4_000
+    assert reader.info.columns == list(record)
+    assert progress == sorted(progress) and 0 < progress[0] < size
+    assert peak < size / 4  # json.load would hold several times the file
 
 
 def test_jsonl(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import codecs
 import csv
 import hashlib
 import json
-import re
+import math
 import sys
 from abc import ABC, abstractmethod
 from collections import deque
@@ -35,6 +35,8 @@ from itertools import chain, repeat
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Self
+
+import ijson
 
 from tournesol.ingest.schemas import FormatSpec
 
@@ -89,7 +91,8 @@ _SAMPLE_LINES: Final = 200
 _SAMPLE_BYTES: Final = 64 * 1024
 _SETTLED_INVALID: Final = 1000
 _MAX_SCAN_LINE: Final = 16 * CHUNK_BYTES
-_JSON_WS: Final = re.compile(r"[ \t\n\r]*")
+_JSON_BUF: Final = 64 * 1024  # bytes that ijson parses at a time
+_MAX_JSON_DEPTH: Final = 500  # deeper JSON values are refused (json.dumps would recurse too far)
 
 
 class ReadError(Exception):
@@ -808,11 +811,14 @@ class _JsonlReader(SourceReader):
         self._position = self.info.size_bytes
 
 
-def _not_an_object(where: str, obj: object) -> tuple[str, str]:
-    kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(obj), "a number"
+def _json_kind(value: object) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
     )
-    return ("NOT_AN_OBJECT", f"{where} is {kind}, not an object")
+
+
+def _not_an_object(where: str, obj: object) -> tuple[str, str]:
+    return ("NOT_AN_OBJECT", f"{where} is {_json_kind(obj)}, not an object")
 
 
 def _message_encoding(info: ReadInfo, codec: str) -> str:
@@ -823,12 +829,12 @@ def _message_encoding(info: ReadInfo, codec: str) -> str:
 # ------------------------------------------------------------------------------------- JSON
 
 
-class _JsonText:
-    """A JSON document parsed incrementally from a binary file.
+class _Utf8Stream:
+    """A JSON file's bytes for ijson: decoded with ``codec`` (a bad byte is a ReadError) and
+    handed on as UTF-8, a BOM dropped by the ``utf-8-sig`` codec.
 
-    Values are decoded one at a time with the C scanner behind ``json``; only the structure
-    around the array of records (brackets, commas, keys) is walked here, so a large array is
-    never held in memory at once.
+    Keeps the line and column reached, and from the raw byte offset ``exact_from`` on reads one
+    byte at a time, so that a parse error is raised at the very byte where ijson finds it.
     """
 
     def __init__(
@@ -839,6 +845,7 @@ class _JsonText:
         *,
         digest: Callable[[bytes], object] | None = None,
         on_read: Callable[[int], None] | None = None,
+        exact_from: int | None = None,
     ) -> None:
         self._f = f
         self._path = path
@@ -846,15 +853,22 @@ class _JsonText:
         self._decoder = codecs.getincrementaldecoder(codec)("strict")
         self._digest = digest
         self._on_read = on_read
-        self._scan_value = json.JSONDecoder().raw_decode
-        self.size = 0
-        self.buf = ""
-        self.pos = 0
+        self._exact_from = exact_from
+        self.offset = 0  # raw bytes read
+        self.last_start = 0  # raw offset where the latest read began
+        self.line = 1  # where the text read so far ends
+        self.column = 0
+        self.blank = True  # nothing but JSON white space so far
         self.eof = False
-        self._dropped_lines = 0  # line breaks in the text already dropped from buf
 
-    def _more(self, nbytes: int = CHUNK_BYTES) -> None:
-        data = self._f.read(nbytes)
+    def read(self, size: int = -1) -> bytes:
+        if size == 0:
+            return b""
+        size = CHUNK_BYTES if size < 0 else size
+        if self._exact_from is not None:
+            ahead = self._exact_from - self.offset
+            size = min(size, ahead) if ahead > 0 else 1
+        data = self._f.read(size)
         if self._digest is not None:
             self._digest(data)
         if self._on_read is not None:
@@ -862,158 +876,172 @@ class _JsonText:
         try:
             text = self._decoder.decode(data, final=not data)
         except UnicodeDecodeError as exc:
-            where = self.size + max(exc.start, 0)
+            where = self.offset + max(exc.start, 0)
             raise ReadError(
                 f"{self._path.name}: bytes not valid {self._codec} near byte {where}; save the "
                 "file as UTF-8 or set format.encoding"
             ) from None
-        self.size += len(data)
-        if not data:
-            self.eof = True
-        if self.pos > CHUNK_BYTES:
-            self._dropped_lines += self.buf.count("\n", 0, self.pos)
-            self.buf = self.buf[self.pos :]
-            self.pos = 0
-        self.buf += text
-
-    def error(self, message: str, pos: int | None = None) -> ReadError:
-        pos = self.pos if pos is None else pos
-        line = self._dropped_lines + self.buf.count("\n", 0, pos) + 1
-        line_start = self.buf.rfind("\n", 0, pos)
-        where = f"line {line}"
-        if line_start >= 0 or not self._dropped_lines:  # the column is known
-            where += f", column {pos - line_start}"
-        return ReadError(
-            f"{self._path.name} is not valid JSON: {message} at {where}; fix the file or export "
-            "it again"
-        )
-
-    def peek(self) -> str:
-        """The next non-blank character ('' at the end of the file), not consumed."""
-        while True:
-            match = _JSON_WS.match(self.buf, self.pos)
-            self.pos = match.end() if match else self.pos
-            if self.pos < len(self.buf):
-                return self.buf[self.pos]
-            if self.eof:
-                return ""
-            self._more()
-
-    def value(self) -> Any:
-        """Decode the JSON value that starts at the next non-blank character."""
-        if not self.peek():
-            raise self.error("a value is missing")
-        while True:
-            try:
-                obj, end = self._scan_value(self.buf, self.pos)
-            except json.JSONDecodeError as exc:
-                truncated = exc.pos >= len(self.buf) - 16 or exc.msg.startswith("Unterminated")
-                if self.eof or not truncated:
-                    raise self.error(exc.msg, exc.pos) from None
-            except RecursionError:
-                raise self.error("values nested too deep") from None
-            else:
-                # A value that ends exactly at the end of the buffer may go on (a number).
-                if end < len(self.buf) or self.eof:
-                    self.pos = end
-                    return obj
-            self._more(max(CHUNK_BYTES, 2 * (len(self.buf) - self.pos)))
-
-    def _key(self) -> str:
-        if self.peek() != '"':
-            raise self.error("expected a key in double quotes")
-        key = self.value()
-        if self.peek() != ":":
-            raise self.error("expected ':' after a key")
-        self.pos += 1
-        return str(key)
-
-    def _after_member(self) -> bool:
-        """Consume ',' (True: another member follows) or '}' (False)."""
-        c = self.peek()
-        self.pos += 1
-        if c == ",":
-            return True
-        if c == "}":
-            return False
-        raise self.error("expected ',' or '}'", self.pos - 1)
-
-    def _array_keys(self) -> list[str]:
-        """Walk the object that starts here and return its keys whose value is an array."""
-        self.pos += 1
-        found: list[str] = []
-        if self.peek() == "}":
-            return found
-        while True:
-            key = self._key()
-            if isinstance(self.value(), list):
-                found.append(key)
-            if not self._after_member():
-                return found
-
-    def records(self, records_path: str | None) -> Iterator[Any]:
-        """Yield the elements of the array of records, then check the rest of the document."""
-        c = self.peek()
-        name = self._path.name
-        if not c:
-            raise ReadError(f"{name} holds no JSON, only blank space; export the data again")
-        parts = [part for part in (records_path or "").split(".") if part]
-        for depth, part in enumerate(parts):
-            where = ".".join(parts[:depth]) or "the top level"
-            if c != "{":
-                raise ReadError(
-                    f"{name}: format.records_path is {records_path!r} but {where} is not an "
-                    "object; fix records_path, or remove it if the file is an array of records"
-                )
-            self.pos += 1
-            keys: list[str] = []
-            while self.peek() != "}":
-                key = self._key()
-                if key == part:
-                    break
-                keys.append(key)
-                self.value()
-                if not self._after_member():
-                    self.pos -= 1
-            else:
-                shown = ", ".join(keys[:20]) or "none"
-                raise ReadError(
-                    f"{name}: no key {part!r} in {where} (keys: {shown}); set "
-                    "format.records_path to the key that holds the array of records"
-                )
-            c = self.peek()
-        if c != "[":
-            if parts:
-                raise ReadError(
-                    f"{name}: {records_path!r} is not an array of records; set "
-                    "format.records_path to the key that holds the array of records"
-                )
-            if c == "{":
-                keys = self._array_keys()
-                hint = f" (keys holding an array: {', '.join(keys[:20])})" if keys else ""
-                raise ReadError(
-                    f"{name} is a JSON object, not an array of records; set "
-                    f"format.records_path to the key that holds the records{hint}"
-                )
-            raise ReadError(f"{name} is not a JSON array of records (it starts with {c!r})")
-        self.pos += 1
-        if self.peek() == "]":
-            self.pos += 1
+        self.last_start = self.offset
+        self.offset += len(data)
+        self.eof = not data
+        if breaks := text.count("\n"):
+            self.line += breaks
+            self.column = len(text) - text.rfind("\n") - 1
         else:
-            while True:
-                yield self.value()
-                c = self.peek()
-                self.pos += 1
-                if c == "]":
-                    break
-                if c != ",":
-                    raise self.error("expected ',' or ']' after a record", self.pos - 1)
-        for _ in parts:  # the rest of each enclosing object
-            while self._after_member():
-                self._key()
-                self.value()
-        if self.peek():
-            raise self.error("unexpected data after the end of the JSON document")
+            self.column += len(text)
+        if self.blank and text.strip(" \t\n\r"):
+            self.blank = False
+        return data if self._codec == "utf-8" else text.encode("utf-8")
+
+
+class _JsonShape:
+    """Follows ijson's parse events through a whole document: checks that the records are an
+    array (at ``records_path``) and collects the records' keys in order of first appearance."""
+
+    def __init__(self, path: Path, records_path: str | None) -> None:
+        self._name = path.name
+        self._records_path = records_path
+        self._parts = [part for part in (records_path or "").split(".") if part]
+        self.columns: dict[str, None] = {}
+        self.started = False  # an event was seen
+        self.done = False  # the document's top-level value is complete
+        # Numbers that ijson's use_float=True mishandles (integers beyond 64 bits, floats beyond
+        # the double range): the records are then read with Decimals and converted.
+        self.odd_numbers = False
+
+    def _error(self, message: str) -> ReadError:
+        return ReadError(f"{self._name}{message}")
+
+    def check(self, events: Iterable[tuple[str, Any]]) -> None:
+        parts, n = self._parts, len(self._parts)
+        columns = self.columns
+        level = 0  # the value of parts[:level] comes next (or is being walked)
+        depth = 0  # containers open before the event
+        expect = True  # the next event starts the value of parts[:level]
+        keys: list[str] = []  # keys of the object searched for parts[level]
+        records = False  # inside the array of records
+        array_keys: list[str] | None = None  # for a top-level object without records_path
+        pending: str | None = None
+        for event, value in events:
+            if expect:
+                expect = False
+                self.started = True
+                if level < n:
+                    if event != "start_map":
+                        where = ".".join(parts[:level]) or "the top level"
+                        raise self._error(
+                            f": format.records_path is {self._records_path!r} but {where} is "
+                            "not an object; fix records_path, or remove it if the file is an "
+                            "array of records"
+                        )
+                    keys = []
+                elif event != "start_array":
+                    if n:
+                        raise self._error(
+                            f": {self._records_path!r} is not an array of records; set "
+                            "format.records_path to the key that holds the array of records"
+                        )
+                    if event != "start_map":
+                        raise self._error(
+                            f" is not a JSON array of records (it is {_json_kind(value)}); "
+                            "export the records as an array, or as JSON Lines"
+                        )
+                    array_keys = []
+                else:
+                    records = True
+            if event == "map_key":
+                if records and depth == n + 2 and value not in columns:
+                    columns[value] = None  # a key of a record
+                elif level < n and depth == level + 1:
+                    if value == parts[level]:
+                        level += 1
+                        expect = True
+                    elif len(keys) < 20:
+                        keys.append(value)
+                elif array_keys is not None and depth == 1:
+                    pending = value
+                continue
+            if event in ("start_map", "start_array"):
+                if pending is not None and array_keys is not None and event == "start_array":
+                    array_keys.append(pending)
+                depth += 1
+                if depth > _MAX_JSON_DEPTH:
+                    raise self._error(
+                        f": values nested more than {_MAX_JSON_DEPTH} levels deep; export the "
+                        "data with less nesting"
+                    )
+            elif event in ("end_map", "end_array"):
+                depth -= 1
+                self.done = depth == 0
+                if records and depth == n:
+                    records = False
+                if event == "end_map" and level < n and depth == level:
+                    shown = ", ".join(keys) or "none"
+                    where = ".".join(parts[:level]) or "the top level"
+                    raise self._error(
+                        f": no key {parts[level]!r} in {where} (keys: {shown}); set "
+                        "format.records_path to the key that holds the array of records"
+                    )
+                if array_keys is not None and depth == 0:
+                    hint = (
+                        f" (keys holding an array: {', '.join(array_keys[:20])})"
+                        if array_keys
+                        else ""
+                    )
+                    raise self._error(
+                        " is a JSON object, not an array of records; set format.records_path "
+                        f"to the key that holds the records{hint}"
+                    )
+            elif event == "number" and not self.odd_numbers:
+                if isinstance(value, int):
+                    self.odd_numbers = not -(2**63) <= value < 2**63
+                else:
+                    self.odd_numbers = not math.isfinite(value)
+            pending = None
+
+
+def _check_json(
+    path: Path, codec: str, records_path: str | None, digest: Callable[[bytes], object]
+) -> _JsonShape:
+    """Parse the whole document once: its shape, its records' keys, the digest of its bytes."""
+    with _open_binary(path) as f:
+        stream = _Utf8Stream(f, path, codec, digest=digest)
+        shape = _JsonShape(path, records_path)
+        try:
+            shape.check(ijson.basic_parse(stream, buf_size=min(CHUNK_BYTES, _JSON_BUF)))
+        except ijson.JSONError:
+            failed_from = stream.last_start
+        else:
+            while chunk := f.read(_JSON_BUF):  # nothing should be left; hash it all the same
+                digest(chunk)
+            return shape
+    raise _json_syntax_error(path, codec, records_path, failed_from)
+
+
+def _json_syntax_error(
+    path: Path, codec: str, records_path: str | None, failed_from: int
+) -> ReadError:
+    """The ReadError for a document ijson cannot parse, located by parsing it again one byte at
+    a time from the read where the error appeared."""
+    with _open_binary(path) as f:
+        stream = _Utf8Stream(f, path, codec, exact_from=failed_from)
+        shape = _JsonShape(path, records_path)
+        try:
+            shape.check(ijson.basic_parse(stream, buf_size=min(CHUNK_BYTES, _JSON_BUF)))
+        except ijson.JSONError as exc:
+            problem = str(exc).split("\n", 1)[0].removeprefix("parse error: ").rstrip(".")
+        else:  # pragma: no cover - the same bytes parse the same way
+            problem = "cannot be parsed"
+    if stream.blank and not shape.started:
+        return ReadError(f"{path.name} holds no JSON, only blank space; export the data again")
+    if shape.done:
+        problem = "unexpected data after the end of the JSON document"
+    elif stream.eof:
+        problem = "the document ends before it is complete"
+    return ReadError(
+        f"{path.name} is not valid JSON: {problem} at line {stream.line}, column "
+        f"{max(stream.column, 1)}; fix the file or export it again"
+    )
 
 
 def _open_json(path: Path, fmt: FormatSpec) -> SourceReader:
@@ -1025,39 +1053,47 @@ def _open_json(path: Path, fmt: FormatSpec) -> SourceReader:
     else:
         encoding, codec = given, _given_encoding(given)
     digest = hashlib.sha256()
-    columns: dict[str, None] = {}
-    with _open_binary(path) as f:
-        doc = _JsonText(f, path, codec, digest=digest.update)
-        for record in doc.records(fmt.records_path):
-            if isinstance(record, dict):
-                for key in record:
-                    if key not in columns:
-                        columns[key] = None
-        while chunk := f.read(CHUNK_BYTES):  # nothing should be left; hash it all the same
-            digest.update(chunk)
+    shape = _check_json(path, codec, fmt.records_path, digest.update)
     info = ReadInfo(
         format="json",
         encoding=encoding,
         delimiter=None,
-        columns=list(columns),
+        columns=list(shape.columns),
         sha256=digest.hexdigest(),
         size_bytes=path.stat().st_size,
     )
-    return _JsonReader(path, info, codec=codec, records_path=fmt.records_path)
+    parts = [part for part in (fmt.records_path or "").split(".") if part]
+    return _JsonReader(
+        path,
+        info,
+        codec=codec,
+        prefix=".".join([*parts, "item"]),
+        use_float=not shape.odd_numbers,
+    )
 
 
 class _JsonReader(SourceReader):
-    def __init__(self, path: Path, info: ReadInfo, *, codec: str, records_path: str | None) -> None:
+    def __init__(
+        self, path: Path, info: ReadInfo, *, codec: str, prefix: str, use_float: bool
+    ) -> None:
         super().__init__(path, info)
         self._codec = codec
-        self._records_path = records_path
+        self._prefix = prefix  # ijson's name for the records: "item", "data.orders.item"
+        self._use_float = use_float
 
     def _rows(self) -> Generator[RawRow, None, None]:
-        dumps = json.dumps
+        dumps, loads = json.dumps, json.loads
+        use_float = self._use_float
         with _open_binary(self.path) as f:
-            doc = _JsonText(f, self.path, self._codec, on_read=self._advance)
-            for no, record in enumerate(doc.records(self._records_path), 1):
-                text = dumps(record, ensure_ascii=False, default=str)
+            stream = _Utf8Stream(f, self.path, self._codec, on_read=self._advance)
+            records = ijson.items(
+                stream, self._prefix, buf_size=min(CHUNK_BYTES, _JSON_BUF), use_float=use_float
+            )
+            for no, record in enumerate(records, 1):
+                # Without use_float, non-integers come as Decimal: as floats, like json.load.
+                text = dumps(record, ensure_ascii=False, default=str if use_float else float)
+                if not use_float:
+                    record = loads(text)
                 if isinstance(record, dict):
                     yield RawRow(no, text, record, None)
                 else:
