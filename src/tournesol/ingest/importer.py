@@ -128,6 +128,11 @@ LINE_LIMITS = _limits(TransactionLine.__table__, _same(LINE_FIELDS))
 COMPANY_LIMITS = _limits(Organisation.__table__, _same(tuple(ORGANISATION_FIELDS.values())))
 
 
+def mapper_for(mapping: Mapping, columns: list[str]) -> RowMapper:
+    """The row mapper for a file, with the column lengths its fields are stored in."""
+    return RowMapper(mapping, columns, limits=FIELD_LIMITS[mapping.entity], line_limits=LINE_LIMITS)
+
+
 def _check_lengths(values: dict[str, Any], limits: dict[str, int], where: str) -> None:
     """No silent truncation: a value longer than its column is a reject that says so."""
     for name, limit in limits.items():
@@ -153,11 +158,10 @@ class _Mapped:
 class _Chunker:
     """Maps raw rows and keeps the within-file duplicate check across chunks."""
 
-    def __init__(self, mapper: RowMapper, entity: EntityKind) -> None:
-        self.mapper = mapper
+    def __init__(self, mapping: Mapping, columns: list[str]) -> None:
+        self.mapper = mapper_for(mapping, columns)
         self.first_line: dict[str, int] = {}
-        self.customers = entity is EntityKind.customer
-        self.limits = FIELD_LIMITS[entity]
+        self.customers = mapping.entity is EntityKind.customer
 
     def split(self, rows: list[RawRow], bytes_read: int) -> _Mapped:
         out = _Mapped([], [], len(rows), rows[-1].line_no, bytes_read)
@@ -168,12 +172,8 @@ class _Chunker:
                 continue
             try:
                 row = self.mapper.map(raw.line_no, raw.values)
-                where = f"line {raw.line_no}"
-                _check_lengths(row.values, self.limits, where)
-                for line in row.lines:
-                    _check_lengths(line, LINE_LIMITS, where)
                 if row.organisation is not None:
-                    _check_lengths(row.organisation, COMPANY_LIMITS, where)
+                    _check_lengths(row.organisation, COMPANY_LIMITS, f"line {raw.line_no}")
             except RowRejected as exc:
                 out.rejects.append((raw.line_no, exc.code, exc.reason, raw.raw_text))
                 continue
@@ -197,7 +197,7 @@ class _Chunker:
 def _mapped_chunks(
     reader: SourceReader, mapping: Mapping, chunk_rows: int, after_line: int
 ) -> Iterator[_Mapped]:
-    chunker = _Chunker(RowMapper(mapping, reader.info.columns), mapping.entity)
+    chunker = _Chunker(mapping, reader.info.columns)
     chunk: list[RawRow] = []
     for row in reader:
         if row.line_no <= after_line:

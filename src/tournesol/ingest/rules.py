@@ -287,6 +287,13 @@ def convert(value: Any, spec: FieldSpec, tz: ZoneInfo) -> Any:
     return compile_converter(spec, tz)(value)
 
 
+_JSON_FORM: dict[str, Callable[[Any], Any]] = {
+    "date": date.isoformat,
+    "datetime": datetime.isoformat,
+    "decimal": str,
+}
+
+
 def to_json_value(value: Any) -> Any:
     """The JSON form of a typed value: ISO dates, decimals as strings."""
     if isinstance(value, datetime | date):
@@ -406,7 +413,18 @@ def _rebuild_slim(
 class RowMapper:
     """Compiled mapping for one file: resolves column names once, then maps rows."""
 
-    def __init__(self, mapping: Mapping, columns: list[str]) -> None:
+    def __init__(
+        self,
+        mapping: Mapping,
+        columns: list[str],
+        *,
+        limits: TMapping[str, int] | None = None,
+        line_limits: TMapping[str, int] | None = None,
+    ) -> None:
+        """``limits``: field -> the length of the column it is stored in; a longer value is a
+        VALUE_TOO_LONG reject, never a truncation."""
+        self.limits = dict(limits or {})
+        self.line_limits = dict(line_limits or {})
         self.mapping = mapping
         self.tz = ZoneInfo(mapping.format.timezone)
         by_lower = {c.strip().lower(): c for c in columns}
@@ -425,7 +443,7 @@ class RowMapper:
             (name, resolve(spec.column, f"field {name}") if spec.column else None, spec)
             for name, spec in mapping.field_specs().items()
         ]
-        self._compiled = self._compile(self.fields)
+        self._compiled = self._compile(self.fields, self.limits)
         self.consents = [
             (
                 f"{c.channel}:{c.purpose}",
@@ -453,7 +471,9 @@ class RowMapper:
                 else (name, spec)
                 for name, spec in self.line_fields
             ]
-        self._compiled_lines = self._compile([(n, sp.column, sp) for n, sp in self.line_fields])
+        self._compiled_lines = self._compile(
+            [(n, sp.column, sp) for n, sp in self.line_fields], self.line_limits
+        )
         self._consent_date = compile_converter(
             FieldSpec(default=None, column="-", type="datetime"), self.tz
         )
@@ -477,33 +497,50 @@ class RowMapper:
             )
         return key
 
-    Compiled = list[tuple[str, str | None, str, Callable[[Any], Any]]]
+    Compiled = list[tuple[str, str | None, str, Callable[[Any], Any], Any, int]]
 
-    def _compile(self, fields: list[tuple[str, str | None, FieldSpec]]) -> RowMapper.Compiled:
+    def _compile(
+        self, fields: list[tuple[str, str | None, FieldSpec]], limits: TMapping[str, int]
+    ) -> RowMapper.Compiled:
         return [
-            (name, column, spec.type, compile_converter(spec, self.tz))
+            (
+                name,
+                column,
+                spec.type,
+                compile_converter(spec, self.tz),
+                _JSON_FORM.get(spec.type),
+                limits.get(name, 0),
+            )
             for name, column, spec in fields
         ]
 
     @staticmethod
     def _fields(
         compiled: RowMapper.Compiled, values: TMapping[str, Any], where: str
-    ) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, column, kind, conv in compiled:
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Typed values and their JSON form, in one pass; RowRejected on the first bad one."""
+        typed: dict[str, Any] = {}
+        normalized: dict[str, Any] = {}
+        for name, column, kind, conv, json_form, limit in compiled:
             try:
-                out[name] = conv(values.get(column) if column else None)
+                value = conv(values.get(column) if column else None)
             except ValueError as exc:
                 code = "INVALID_DATE" if kind in ("date", "datetime") else "INVALID_VALUE"
                 shown = column or name
                 raise RowRejected(code, f"{where}: column {shown!r} ({name}): {exc}") from exc
-        return out
+            typed[name] = value
+            if value is not None:
+                if limit and type(value) is str and len(value) > limit:
+                    reason = f"{where}: {name} is {len(value)} characters, the limit is {limit}"
+                    raise RowRejected("VALUE_TOO_LONG", reason)
+                normalized[name] = json_form(value) if json_form else value
+        return typed, normalized
 
     def map(self, line_no: int, values: dict[str, Any]) -> MappedRow:
         """Map one raw row. Raises RowRejected with a precise code and reason."""
         where = f"line {line_no}"
         key = self._key(values, line_no)
-        typed = self._fields(self._compiled, values, where)
+        typed, normalized = self._fields(self._compiled, values, where)
         for name in self.required:
             if typed.get(name) in (None, ""):
                 raise RowRejected("MISSING_REQUIRED", f"{where}: required field {name!r} is empty")
@@ -511,7 +548,7 @@ class RowMapper:
             line_no=line_no,
             key=key,
             values=typed,
-            normalized={k: to_json_value(v) for k, v in typed.items() if v is not None},
+            normalized=normalized,
             raw=values,
         )
         for label, column, yes, no, date_column, proof_column in self.consents:
@@ -563,6 +600,11 @@ class RowMapper:
                 settled = customer_rules.settle_customer_fields(typed)
             except ValueError as exc:
                 raise RowRejected("INVALID_VALUE", f"{where}: {exc}") from exc
+            for name, value in settled.items():
+                limit = self.limits.get(name, 0)
+                if limit and isinstance(value, str) and len(value) > limit:
+                    reason = f"{where}: {name} is {len(value)} characters, the limit is {limit}"
+                    raise RowRejected("VALUE_TOO_LONG", reason)
             typed.update(settled)
             row.normalized.update(
                 {k: to_json_value(v) for k, v in settled.items() if v is not None}
@@ -588,12 +630,12 @@ class RowMapper:
                     "MISSING_KEY",
                     f"{where}: line number column {self.line_key_column!r} is not a number",
                 )
-            line = self._fields(self._compiled_lines, values, where)
+            line, line_json = self._fields(self._compiled_lines, values, where)
             line["line_no"] = line_key
             row.transaction_key, row.line_key = row.key, line_key
             row.key = f"{row.key}{KEY_SEPARATOR}{line_key}"
             row.lines = [line]
-            row.normalized["line"] = {k: to_json_value(v) for k, v in line.items() if v is not None}
+            row.normalized["line"] = line_json | {"line_no": line_key}
         elif self.lines_path is not None:
             items = values.get(self.lines_path)
             if items is None:
@@ -602,14 +644,15 @@ class RowMapper:
                 raise RowRejected(
                     "INVALID_VALUE", f"{where}: {self.lines_path!r} must be a list of objects"
                 )
+            lines_json: list[dict[str, Any]] = []
             for number, item in enumerate(items, start=1):
-                line = self._fields(self._compiled_lines, item, f"{where}, line item {number}")
+                line, line_json = self._fields(
+                    self._compiled_lines, item, f"{where}, line item {number}"
+                )
                 line["line_no"] = number
                 row.lines.append(line)
-            row.normalized["lines"] = [
-                {k: to_json_value(v) for k, v in line.items() if v is not None}
-                for line in row.lines
-            ]
+                lines_json.append(line_json | {"line_no": number})
+            row.normalized["lines"] = lines_json
 
 
 def _spec_rest(spec: FieldSpec) -> dict[str, Any]:
