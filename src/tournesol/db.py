@@ -242,7 +242,7 @@ class Dialect:
             elif self.name == "postgresql":
                 processors.append(None)  # psycopg adapts dates, decimals and numbers itself
             else:
-                processors.append(col_type.bind_processor(dialect))
+                processors.append(col_type.dialect_impl(dialect).bind_processor(dialect))
         active = [(i, p) for i, p in enumerate(processors) if p is not None]
         if active and not prepared:
             # The same object often repeats down a column (the chunk's timestamp): convert once.

@@ -4,13 +4,15 @@ resumption after an interruption, cross-entity links."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.snapshot import snapshot
@@ -415,3 +417,19 @@ def test_an_overlong_transaction_field_is_rejected_not_truncated(
         "line 3: store_code is 41 characters, the limit is 40",
         "line 4: sku is 101 characters, the limit is 100",
     ]
+
+
+def test_bulk_loaded_timestamps_are_stored_like_the_orm_stores_them(
+    tmp_path: Path, run: Callable[..., ImportReport], session: Session, backend: str
+) -> None:
+    run(write_cp1252(tmp_path / "f.csv", [HEADER, customer_line(1)]), LOYALTY)
+    record = session.scalars(select(SourceRecord)).one()
+    assert record.created_at.tzinfo is not None and record.created_at.utcoffset() == timedelta(0)
+    if backend == "sqlite":  # text storage: one shape for every writer, so comparisons hold
+        bulk, orm = session.execute(
+            text(
+                "SELECT r.created_at, b.started_at FROM source_record r JOIN import_batch b ON b.id = r.first_batch_id"
+            )
+        ).one()
+        shape = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")
+        assert shape.match(bulk) and shape.match(orm), (bulk, orm)
