@@ -3,7 +3,7 @@ differences from business code."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -164,18 +164,30 @@ class Dialect:
             return column == any_(cast(literal(list(values)), postgresql.ARRAY(column.type)))
         return column.in_(values)
 
-    def refresh_statistics(self, conn: Connection, tables: Sequence[str]) -> None:
-        """Let the planner see how big tables have grown (after bulk loads). Without it,
-        PostgreSQL plans against the row counts of an empty table, which turns key lookups
-        into scans. SQLite's planner does well on indexes alone: nothing to do."""
+    def refresh_statistics(self, conn: Connection, tables: Mapping[str, Sequence[str]]) -> None:
+        """Let the planner see how big tables have grown (after bulk loads): ``tables`` maps
+        each table to the columns lookups filter on. Without it, PostgreSQL plans against the
+        row counts of an empty table, which turns key lookups into scans. SQLite's planner does
+        well on indexes alone: nothing to do."""
         if self.name == "postgresql":
-            for name in tables:
-                conn.exec_driver_sql(f'ANALYZE "{name}"')
+            for name, columns in tables.items():
+                cols = ", ".join(f'"{c}"' for c in columns)
+                conn.exec_driver_sql(f'ANALYZE "{name}" ({cols})')
 
-    def json_param(self, name: str) -> Any:
-        """A bound parameter that carries JSON already serialized as text."""
+    def among(self, column: Any, ids: Sequence[int]) -> Any:
+        """``column`` among these ids: a range when they are consecutive (ids reserved for one
+        chunk usually are), else :meth:`one_of`."""
+        if ids and ids[-1] - ids[0] + 1 == len(ids) and list(ids) == sorted(ids):
+            return column.between(ids[0], ids[-1])
+        return self.one_of(column, ids)
+
+    def json_param(self, name: str, *, binary: bool) -> Any:
+        """A bound parameter that carries JSON already serialized as text, for a JSONB
+        (``binary``) or JSON column on PostgreSQL; plain text on SQLite."""
         param = bindparam(name, type_=String())
-        return cast(param, postgresql.JSONB()) if self.name == "postgresql" else param
+        if self.name != "postgresql":
+            return param
+        return cast(param, postgresql.JSONB() if binary else postgresql.JSON())
 
     def json_object(self, *pairs: Any) -> Any:
         """A JSON object built in SQL from alternating keys and values (plain Python values are

@@ -77,7 +77,7 @@ def record_from_records(
             proof,
             literal(now, UtcDateTime()),
         ).where(
-            dialect.one_of(record.id, part),
+            dialect.among(record.id, part),
             record.customer_id.is_not(None),
             new_value.as_string().is_not(None),
         )

@@ -85,7 +85,7 @@ def create_from_records(
             literal(brand_id, BigInteger()),
             literal(now, UtcDateTime()),
             literal(now, UtcDateTime()),
-        ).where(Dialect.of(session).one_of(SourceRecord.id, part))
+        ).where(Dialect.of(session).among(SourceRecord.id, part))
         session.execute(insert(Customer).from_select(columns, select_part))
 
 
@@ -103,7 +103,7 @@ def refresh_from_records(
             update(Customer)
             .where(
                 Customer.id == SourceRecord.customer_id,
-                Dialect.of(session).one_of(SourceRecord.id, part),
+                Dialect.of(session).among(SourceRecord.id, part),
             )
             .values(**projection, brand_id=brand_id, updated_at=now),
             execution_options={"synchronize_session": False},

@@ -62,7 +62,14 @@ from tournesol.interactions.models import Interaction, Product, Transaction, Tra
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 PARALLEL_FROM_BYTES = 4_000_000
-GROWING_TABLES = ("source_record", "customer", "consent", "transaction", "transaction_line")
+# Tables an import fills, with the columns its lookups filter on (the only ones worth sampling).
+GROWING_TABLES = {
+    "source_record": ("source_id", "entity", "source_key", "customer_id"),
+    "source_record_version": ("source_record_id", "superseded_by_batch_id"),
+    "transaction": ("source_id", "external_id", "customer_ref_source_id", "customer_ref_key"),
+    "transaction_line": ("transaction_id",),
+    "interaction": ("source_record_id", "customer_ref_source_id", "customer_ref_key"),
+}
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tournesol.db import Base, BigId, Json, UtcDateTime, utcnow
@@ -62,7 +62,8 @@ class SourceRecord(Base):
     source_id: Mapped[int] = mapped_column(ForeignKey("source.id"))
     entity: Mapped[str] = mapped_column(String(20))
     source_key: Mapped[str] = mapped_column(String(300))
-    raw: Mapped[dict[str, Any]] = mapped_column(Json)
+    # Kept for lineage, never indexed: plain JSON (validated text) is cheaper to load than JSONB.
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON)
     normalized: Mapped[dict[str, Any]] = mapped_column(Json)
     quality_flags: Mapped[list[str]] = mapped_column(Json, default=list)
     record_hash: Mapped[str] = mapped_column(String(32))
@@ -72,7 +73,7 @@ class SourceRecord(Base):
         ForeignKey("customer.id", deferrable=True, initially="DEFERRED"), index=True
     )
     first_batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"))
-    last_batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"), index=True)
+    last_batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
@@ -86,7 +87,7 @@ class SourceRecordVersion(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source_record_id: Mapped[int] = mapped_column(ForeignKey("source_record.id"), index=True)
-    raw: Mapped[dict[str, Any]] = mapped_column(Json)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON)
     normalized: Mapped[dict[str, Any]] = mapped_column(Json)
     record_hash: Mapped[str] = mapped_column(String(32))
     batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"))  # the batch it came from

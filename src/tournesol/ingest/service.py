@@ -239,8 +239,8 @@ def supersede_records(session: Session, *, batch_id: int, changes: list[dict[str
         update(table)
         .where(table.c.id == bindparam("record_id"))
         .values(
-            raw=dialect.json_param("raw_json"),
-            normalized=dialect.json_param("normalized_json"),
+            raw=dialect.json_param("raw_json", binary=False),
+            normalized=dialect.json_param("normalized_json", binary=True),
             record_hash=bindparam("new_hash"),
             line_no=bindparam("new_line"),
             last_batch_id=batch_id,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 08:48:08.747134
+Create Date: 2026-11-23 09:25:01.074420
 """
 
 from collections.abc import Sequence
@@ -248,11 +248,7 @@ def upgrade() -> None:
         ),
         sa.Column("entity", sa.String(length=20), nullable=False),
         sa.Column("source_key", sa.String(length=300), nullable=False),
-        sa.Column(
-            "raw",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("raw", sa.JSON(), nullable=False),
         sa.Column(
             "normalized",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -307,9 +303,6 @@ def upgrade() -> None:
     with op.batch_alter_table("source_record", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_source_record_customer_id"), ["customer_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_source_record_last_batch_id"), ["last_batch_id"], unique=False
         )
 
     op.create_table(
@@ -515,11 +508,7 @@ def upgrade() -> None:
         sa.Column(
             "source_record_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
-        sa.Column(
-            "raw",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("raw", sa.JSON(), nullable=False),
         sa.Column(
             "normalized",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -629,7 +618,6 @@ def downgrade() -> None:
 
     op.drop_table("consent")
     with op.batch_alter_table("source_record", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_source_record_last_batch_id"))
         batch_op.drop_index(batch_op.f("ix_source_record_customer_id"))
 
     op.drop_table("source_record")
