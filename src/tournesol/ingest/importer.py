@@ -19,13 +19,14 @@ unit of work per chunk; the services it calls never do.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
-import os
-import queue
+import pickle
 import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -234,42 +235,32 @@ class _InProcessReading:
         self.reader.close()
 
 
-def _reading_worker(path: Path, mapping: Mapping, chunk_rows: int, out: Any, commands: Any) -> None:
+def _reading_worker(path: Path, mapping: Mapping, chunk_rows: int, channel: Connection) -> None:
     """The worker process: open, report the file's info, wait for the resume line, then send
-    mapped chunks (at most a few ahead: the queue is bounded) and a final None."""
+    mapped chunks and a final ("end", None). Messages are pickled here, in the worker's only
+    thread, and travel over a pipe: a send blocks while the writer is a chunk behind, and
+    fails (ending the worker) if the writer has died."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    parent = os.getppid()
 
-    def send(message: tuple[str, Any]) -> bool:
-        while True:  # a full queue and a parent that died (killed): give up instead of hanging
-            try:
-                out.put(message, timeout=1)
-                return True
-            except queue.Full:
-                if os.getppid() != parent:
-                    return False
+    def send(message: tuple[str, Any]) -> None:
+        channel.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
     try:
         with open_reader(path, mapping.format) as reader:
             RowMapper(mapping, reader.info.columns)
             send(("info", reader.info))
-            while True:
-                try:
-                    after_line = commands.get(timeout=1)
-                    break
-                except queue.Empty:
-                    if os.getppid() != parent:
-                        return
+            after_line = channel.recv()
             if after_line is None:
                 return
             for mapped in _mapped_chunks(reader, mapping, chunk_rows, after_line):
-                if not send(("chunk", mapped)):
-                    return
+                send(("chunk", mapped))
         send(("end", None))
+    except (BrokenPipeError, EOFError):
+        return  # the writing process is gone: nothing to report to
     except (ReadError, MappingError) as exc:
-        out.put(("error", exc))
+        send(("error", exc))
     except Exception as exc:  # anything else: report it rather than leave the parent waiting
-        out.put(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+        send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
 class _WorkerReading:
@@ -278,44 +269,42 @@ class _WorkerReading:
 
     def __init__(self, path: Path, mapping: Mapping, chunk_rows: int) -> None:
         ctx = multiprocessing.get_context("fork")
-        self.out: Any = ctx.Queue(maxsize=3)
-        self.commands: Any = ctx.Queue()
+        self.channel, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
-            target=_reading_worker,
-            args=(path, mapping, chunk_rows, self.out, self.commands),
-            daemon=True,
+            target=_reading_worker, args=(path, mapping, chunk_rows, child), daemon=True
         )
         self.process.start()
+        child.close()
         self.info: ReadInfo = self._receive("info")
 
     def _receive(self, kind: str) -> Any:
-        while True:
-            try:
-                tag, payload = self.out.get(timeout=5)
-            except queue.Empty:
-                if not self.process.is_alive():
-                    raise RuntimeError("the reading process stopped unexpectedly") from None
-                continue
-            if tag == "error":
-                raise payload
-            if tag not in (kind, "end"):
-                raise RuntimeError(f"reading process sent {tag!r}, expected {kind!r}")
-            return payload if tag == kind else None
+        while not self.channel.poll(5):
+            if not self.process.is_alive():
+                raise RuntimeError("the reading process stopped unexpectedly")
+        try:
+            tag, payload = pickle.loads(self.channel.recv_bytes())
+        except EOFError:
+            raise RuntimeError("the reading process stopped unexpectedly") from None
+        if tag == "error":
+            raise payload
+        if tag not in (kind, "end"):
+            raise RuntimeError(f"reading process sent {tag!r}, expected {kind!r}")
+        return payload if tag == kind else None
 
     def chunks(self, after_line: int) -> Iterator[_Mapped]:
-        self.commands.put(after_line)
+        self.channel.send(after_line)
         while (mapped := self._receive("chunk")) is not None:
             yield mapped
 
     def close(self) -> None:
         if self.process.is_alive():
-            self.commands.put(None)
+            with contextlib.suppress(OSError):
+                self.channel.send(None)
             self.process.join(timeout=1)
         if self.process.is_alive():
             self.process.terminate()
             self.process.join()
-        self.out.close()
-        self.commands.close()
+        self.channel.close()
 
 
 def _process_chunk(session: Session, ctx: ChunkContext, mapped: _Mapped) -> _Counts:
