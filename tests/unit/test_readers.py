@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -10,6 +11,7 @@ import io
 import json
 import re
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -18,17 +20,28 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tournesol.ingest import readers
 from tournesol.ingest.readers import (
     MAX_RECORD_LINES,
     RawRow,
     ReadError,
     SourceReader,
+    base,
+    encodings,
+    json_document,
     open_reader,
 )
 from tournesol.ingest.schemas import FormatSpec
 
 FRENCH = "Hélène Lefèvre, garçon, cœur, 12 €"
+
+
+@contextlib.contextmanager
+def chunk_bytes(size: int) -> Iterator[None]:
+    """Read files in pieces of ``size`` bytes: patched in every reader module that reads them."""
+    with contextlib.ExitStack() as stack:
+        for module in (base, encodings, json_document):
+            stack.enter_context(mock.patch.object(module, "CHUNK_BYTES", size))
+        yield
 
 
 def write(tmp_path: Path, name: str, data: bytes | str, encoding: str = "utf-8") -> Path:
@@ -307,7 +320,7 @@ def test_small_chunks_give_the_same_rows(tmp_path: Path) -> None:
     path = write(tmp_path, "c.csv", text.encode() + b"6;\xe9\n")
     expected = read_all(path)[1]
     for size in (1, 2, 3, 5, 8):
-        with mock.patch.object(readers, "CHUNK_BYTES", size):
+        with chunk_bytes(size):
             assert read_all(path)[1] == expected
 
 
@@ -540,7 +553,7 @@ def test_json_utf8_with_bom(tmp_path: Path) -> None:
 def test_json_error_location(tmp_path: Path, chunk: int) -> None:
     path = write(tmp_path, "c.json", '[{"id": 1},\n {"id": 2,}]')
     with (
-        mock.patch.object(readers, "CHUNK_BYTES", chunk),
+        chunk_bytes(chunk),
         pytest.raises(ReadError, match=r"not valid JSON: .* at line 2, column 11; fix the file"),
     ):
         open_reader(path)
@@ -745,7 +758,7 @@ def test_csv_round_trip_loses_nothing(
     path = tmp_path_factory.mktemp("prop") / "c.csv"
     path.write_bytes(case["data"])
     fmt = FormatSpec(delimiter=case["delimiter"]) if case["explicit"] else None
-    with mock.patch.object(readers, "CHUNK_BYTES", case["chunk"]):
+    with chunk_bytes(case["chunk"]):
         reader, rows = read_all(path, fmt)
     detected = {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "cp1252": "cp1252"}[case["encoding"]]
     if case["ascii"] and detected == "cp1252":
@@ -802,7 +815,7 @@ def test_json_streaming_round_trip(
     path = tmp_path_factory.mktemp("json") / "c.json"
     path.write_text(json.dumps(document, indent=indent, ensure_ascii=False), encoding="utf-8")
     fmt = FormatSpec(records_path="records") if wrapped else None
-    with mock.patch.object(readers, "CHUNK_BYTES", chunk):
+    with chunk_bytes(chunk):
         reader, rows = read_all(path, fmt)
     assert [row.line_no for row in rows] == list(range(1, len(records) + 1))
     for row, record in zip(rows, records, strict=True):
