@@ -102,6 +102,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
 
 def child(url: str, csv_path: str, mapping_path: str) -> None:
     """Import once and print a JSON line with the figures."""
+    from tournesol.config import get_settings
     from tournesol.db import make_engine, make_session_factory
     from tournesol.ingest.importer import import_file
     from tournesol.ingest.schemas import load_mapping
@@ -111,8 +112,11 @@ def child(url: str, csv_path: str, mapping_path: str) -> None:
     upgrade(engine)
     factory = make_session_factory(engine)
     start = time.perf_counter()
+    chunk_rows = (
+        get_settings().import_chunk_rows
+    )  # the CLI's default, or TOURNESOL_IMPORT_CHUNK_ROWS
     report = import_file(
-        factory, Path(csv_path), load_mapping(Path(mapping_path)), chunk_rows=20_000
+        factory, Path(csv_path), load_mapping(Path(mapping_path)), chunk_rows=chunk_rows
     )
     elapsed = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -125,6 +129,7 @@ def child(url: str, csv_path: str, mapping_path: str) -> None:
                 "seconds": round(elapsed, 2),
                 "rows_per_s": round(report.rows_read / elapsed),
                 "peak_mb": round(peak_mb),
+                "chunk_rows": chunk_rows,
             }
         )
     )

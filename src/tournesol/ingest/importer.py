@@ -370,7 +370,7 @@ def import_file(
     path: Path,
     mapping: Mapping,
     *,
-    chunk_rows: int = 20_000,
+    chunk_rows: int = 50_000,
     progress: Progress | None = None,
     after_chunk: Callable[[int], None] | None = None,
     parallel: bool | None = None,
