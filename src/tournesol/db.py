@@ -28,11 +28,10 @@ from sqlalchemy import (
     literal,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -139,12 +138,6 @@ class Dialect:
         """Bound parameters one statement may carry (SQLite's limit is 32,766)."""
         return 30_000 if self.name == "sqlite" else 60_000
 
-    def insert(self, table: Table) -> Insert:
-        """An INSERT that supports ``on_conflict_do_nothing``/``on_conflict_do_update``."""
-        if self.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
-
     def json_date(self, expr: Any) -> Any:
         """An ISO date held as JSON text, as a value for a Date column."""
         text_value = expr.as_string()
@@ -223,7 +216,23 @@ class Dialect:
     def bind_value(self, conn: Connection, table: Table, column: str, value: Any) -> Any:
         """``value`` as :meth:`copy_rows` would send it for ``column``: convert a constant once,
         then pass rows with ``prepared=True``."""
-        return self.copy_rows(conn, table, [column], [[value]], convert_only=True)[0][0]
+        process = self._processors(conn, table, [column])[0]
+        return value if process is None or value is None else process(value)
+
+    def _processors(self, conn: Connection, table: Table, columns: Sequence[str]) -> list[Any]:
+        """Per column, the function that turns a Python value into what the driver takes."""
+        out: list[Any] = []
+        for name in columns:
+            col_type = table.c[name].type
+            if isinstance(col_type, JSON):
+                out.append(_json_text)
+            elif self.name == "postgresql" and isinstance(col_type, UtcDateTime):
+                out.append(lambda v: v.astimezone(UTC))
+            elif self.name == "postgresql":
+                out.append(None)  # psycopg adapts dates, decimals and numbers itself
+            else:
+                out.append(col_type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
+        return out
 
     def copy_rows(
         self,
@@ -233,8 +242,7 @@ class Dialect:
         rows: Sequence[Sequence[Any]],
         *,
         prepared: bool = False,
-        convert_only: bool = False,
-    ) -> Any:
+    ) -> None:
         """Bulk-load rows (tuples in ``columns`` order) through the driver: COPY on PostgreSQL,
         executemany on SQLite. Values go through the columns' own SQLAlchemy type processors, so
         what is stored is what the ORM would store. JSON columns take Python values or text
@@ -242,21 +250,17 @@ class Dialect:
         ``prepared``, rows are already in driver form (JSON as text, constants through
         :meth:`bind_value`) and are sent as they are: the fast path for the import."""
         if not rows:
-            return None
-        dialect = conn.dialect
-        processors: list[Any] = []
-        for name in columns:
-            col_type = table.c[name].type
-            if isinstance(col_type, JSON):
-                processors.append(_json_text)
-            elif self.name == "postgresql" and isinstance(col_type, UtcDateTime):
-                processors.append(lambda v: v if v is None else v.astimezone(UTC))
-            elif self.name == "postgresql":
-                processors.append(None)  # psycopg adapts dates, decimals and numbers itself
-            else:
-                processors.append(col_type.dialect_impl(dialect).bind_processor(dialect))
-        active = [(i, p) for i, p in enumerate(processors) if p is not None]
-        if active and not prepared:
+            return
+        active = (
+            []
+            if prepared
+            else [
+                (i, p)
+                for i, p in enumerate(self._processors(conn, table, columns))
+                if p is not None
+            ]
+        )
+        if active:
             # The same object often repeats down a column (the chunk's timestamp): convert once.
             last_in: list[Any] = [object()] * len(columns)
             last_out: list[Any] = [None] * len(columns)
@@ -274,8 +278,6 @@ class Dialect:
                         values[i] = last_out[i] = proc(value)
                 converted.append(values)
             rows = converted
-        if convert_only:
-            return rows
         raw = conn.connection.driver_connection
         assert raw is not None
         cols = ", ".join(f'"{c}"' for c in columns)
@@ -283,14 +285,13 @@ class Dialect:
             with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as cp:
                 for row in rows:
                     cp.write_row(row)
-            return None
+            return
         marks = ", ".join("?" for _ in columns)
         cursor = raw.cursor()
         try:
             cursor.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', rows)
         finally:
             cursor.close()
-        return None
 
 
 def _json_text(value: Any) -> str:

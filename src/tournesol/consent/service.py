@@ -92,19 +92,3 @@ def record_from_records(
                 | (old_value.as_string() != new_value.as_string())
             )
         session.execute(insert(Consent).from_select([*CONSENT_COLUMNS, "created_at"], rows))
-
-
-def history(session: Session, *, customer_id: int) -> Sequence[Consent]:
-    return session.scalars(
-        select(Consent)
-        .where(Consent.customer_id == customer_id)
-        .order_by(Consent.collected_at, Consent.id)
-    ).all()
-
-
-def current(session: Session, *, customer_id: int) -> dict[tuple[str, str], Consent]:
-    """The latest consent per (channel, purpose)."""
-    latest: dict[tuple[str, str], Consent] = {}
-    for consent in history(session, customer_id=customer_id):
-        latest[(consent.channel, consent.purpose)] = consent
-    return latest

@@ -52,10 +52,6 @@ def get_or_create_brand(session: Session, *, code: str) -> Brand:
     return brand
 
 
-def get(session: Session, *, customer_id: int) -> Customer | None:
-    return session.get(Customer, customer_id)
-
-
 def _projection(session: Session) -> dict[str, Any]:
     """Golden columns as SQL expressions over a source record's normalized fields."""
     dialect = Dialect.of(session)

@@ -466,7 +466,7 @@ class RowMapper:
         self.line_key_column = resolve(lines.key, "lines.key") if lines and lines.key else None
         if self.line_key_column is not None:
             self.line_fields = [
-                (name, FieldSpec(column=resolve(spec.column, f"lines.{name}"), **_spec_rest(spec)))
+                (name, spec.model_copy(update={"column": resolve(spec.column, f"lines.{name}")}))
                 if spec.column
                 else (name, spec)
                 for name, spec in self.line_fields
@@ -653,9 +653,3 @@ class RowMapper:
                 row.lines.append(line)
                 lines_json.append(line_json | {"line_no": number})
             row.normalized["lines"] = lines_json
-
-
-def _spec_rest(spec: FieldSpec) -> dict[str, Any]:
-    data = spec.model_dump()
-    data.pop("column")
-    return data

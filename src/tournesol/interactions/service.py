@@ -190,10 +190,3 @@ def link_pending(session: Session, *, ref_source_id: int) -> int:
         )
         linked += getattr(result, "rowcount", 0) or 0
     return linked
-
-
-def count_unlinked(session: Session) -> int:
-    total = 0
-    for table in (Transaction, Interaction):
-        total += session.scalar(select(func.count()).where(table.customer_id.is_(None))) or 0
-    return total
