@@ -51,3 +51,12 @@ def test_every_reject_code_is_documented() -> None:
     codes = set(re.findall(r'\(\s*"([A-Z]+(?:_[A-Z]+)+)"', sources)) - {"UNREADABLE"}
     documented = set(re.findall(r"`([A-Z]+(?:_[A-Z]+)+)`", DOCS))
     assert codes <= documented, f"undocumented reject codes: {sorted(codes - documented)}"
+
+
+def test_every_quality_flag_is_documented() -> None:
+    from tournesol.quality.flags import all_flags
+
+    quality_doc = (ROOT / "docs/quality.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`([A-Z]+(?:_[A-Z0-9]+)+)`", quality_doc))
+    missing = sorted(set(all_flags()) - documented)
+    assert not missing, f"flags missing from docs/quality.md: {missing}"

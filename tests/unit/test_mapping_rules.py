@@ -143,8 +143,15 @@ def test_row_mapper_maps_a_row() -> None:
         "birth_date": date(1971, 3, 5),
         "points": 12,
         "customer_type": "customer",  # settled: a customer unless the source says prospect
+        # from the quality normalizers (docs/quality.md)
+        "gender": "F",
+        "last_name_key": "DURAND",
+        "address_line1": "Mme DURAND",
+        "quality_score": 30,  # last name 15 + civility 5 + birth date 10
     }
     assert row.normalized["birth_date"] == "1971-03-05"
+    assert row.normalized["quality"]["fields"]["civility"] == {"valid": True}  # unchanged
+    assert row.flags == []
     assert row.consents == {"email:marketing": True}
     assert row.consent_meta["email:marketing"]["column"] == "optin"
 
@@ -168,6 +175,35 @@ def test_row_mapper_rejects_with_precise_reasons(
     assert caught.value.code == code
     assert fragment in caught.value.reason
     assert caught.value.reason.startswith("line 7")
+
+
+def test_customer_rows_go_through_the_quality_normalizers() -> None:
+    """A swapped birth date is read (not rejected), the flags travel with the row, identifiers
+    come from normalized values, and the original of every changed value is kept."""
+    mapping = parse_mapping(
+        CUSTOMER_MAPPING
+        | {
+            "fields": CUSTOMER_MAPPING["fields"] | {"email": "mail", "phone_fixed": "tel"},
+            "identifiers": {"email": "email", "phone": "phone_fixed"},
+        }
+    )
+    mapper = RowMapper(mapping, [*COLUMNS, "mail", "tel"])
+    row = mapper.map(
+        3, _row(naiss="05/13/1971", mail=" Anne.Durand@GMIAL.com ", tel="06.12.34.56.78")
+    )
+    assert row.values["birth_date"] == date(1971, 5, 13)
+    assert row.values["email"] == "Anne.Durand@gmail.com"
+    assert row.values["phone_mobile"] == "+33612345678" and row.values["phone_fixed"] is None
+    assert row.flags == ["DATE_DAY_MONTH_SWAPPED", "EMAIL_TYPO_FIXED", "PHONE_MOVED_TO_MOBILE"]
+    # the identifier declared on the landline column follows the number to the mobile slot
+    assert row.normalized["identifiers"] == {
+        "email": "annedurand@gmail.com",  # Gmail ignores dots: the matching key drops them
+        "phone": "+33612345678",
+    }
+    fields = row.normalized["quality"]["fields"]
+    assert fields["email"]["original"] == "Anne.Durand@GMIAL.com"  # as mapped (stripped)
+    assert fields["phone_mobile"]["original"] == "06.12.34.56.78"
+    assert "phone_fixed" not in row.normalized
 
 
 def test_mapping_naming_a_missing_column_fails_before_reading() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tournesol import __version__
-from tournesol.cli import db, export, imports
+from tournesol.cli import db, export, imports, quality
 
 app = typer.Typer(
     help="Tournesol: one customer repository, every source, every channel.",
@@ -19,6 +19,7 @@ app.add_typer(db.app, name="db")
 app.command("import")(imports.import_command)
 app.add_typer(imports.batches_app, name="batches")
 app.add_typer(export.app, name="export")
+app.add_typer(quality.app, name="quality")
 
 
 @app.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tournesol.db import Base, BigId, UtcDateTime, utcnow
@@ -62,14 +62,20 @@ class Customer(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     phone_mobile: Mapped[str | None] = mapped_column(String(40))
     phone_fixed: Mapped[str | None] = mapped_column(String(40))
-    # AFNOR NF Z10-011 lines; line 1 (identity) is derived from civility and names.
+    # AFNOR NF Z10-011 lines: 1 identity, 2 inside the building, 3 building, 4 street,
+    # 5 special delivery (BP, lieu-dit), 6 postal code + routing label (+ CEDEX).
+    address_line1: Mapped[str | None] = mapped_column(String(100))
     address_line2: Mapped[str | None] = mapped_column(String(100))
     address_line3: Mapped[str | None] = mapped_column(String(100))
     address_line4: Mapped[str | None] = mapped_column(String(100))
     address_line5: Mapped[str | None] = mapped_column(String(100))
+    address_line6: Mapped[str | None] = mapped_column(String(100))
     postal_code: Mapped[str | None] = mapped_column(String(10), index=True)
     city: Mapped[str | None] = mapped_column(String(100))
+    insee_code: Mapped[str | None] = mapped_column(String(5))  # the commune's official code
     country: Mapped[str | None] = mapped_column(String(2))
+    # 0-100: how complete and valid the contact data is (docs/quality.md)
+    quality_score: Mapped[int | None] = mapped_column(Integer)
     language: Mapped[str | None] = mapped_column(String(8))
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
     zone_id: Mapped[int | None] = mapped_column(ForeignKey("zone.id"))

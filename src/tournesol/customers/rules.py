@@ -21,15 +21,19 @@ GOLDEN_FIELDS: dict[str, str] = {
     "email": "email",
     "phone_mobile": "phone_mobile",
     "phone_fixed": "phone_fixed",
+    "address_line1": "address_line1",
     "address_complement": "address_line2",
     "address_building": "address_line3",
     "address_street": "address_line4",
     "address_special": "address_line5",
+    "address_line6": "address_line6",
     "postal_code": "postal_code",
     "city": "city",
+    "insee_code": "insee_code",
     "country": "country",
     "language": "language",
     "customer_type": "customer_type",
+    "quality_score": "quality_score",
 }
 CUSTOMER_TYPES = ("customer", "prospect")
 ORGANISATION_FIELDS: dict[str, str] = {
@@ -41,20 +45,13 @@ ORGANISATION_FIELDS: dict[str, str] = {
     "org_class": "org_class",
 }
 _DIGITS = re.compile(r"\D+")
-_FR_MOBILE = re.compile(r"^(?:0|33|0033)[67]\d{8}$")
 
 
 def settle_customer_fields(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields a customer record implies beyond what the mapping read: a generic ``phone`` in
-    the mobile or fixed slot by its French prefix (when that slot is empty), the customer type
+    """The fields a customer record implies beyond what the mapping read: the customer type
     (``customer`` unless said), the country code in capitals. Raises ValueError on an unknown
-    customer type."""
+    customer type. (Phones are filed by their line type in ``quality.record``.)"""
     extra: dict[str, Any] = {}
-    phone = values.get("phone")
-    if phone:
-        slot = "phone_mobile" if _FR_MOBILE.match(_DIGITS.sub("", str(phone))) else "phone_fixed"
-        if values.get(slot) is None:
-            extra[slot] = phone
     kind = values.get("customer_type")
     if kind is None:
         extra["customer_type"] = "customer"
@@ -86,9 +83,11 @@ def identifier_extractor(
 
 
 def _identifier_cleaner(kind: str) -> Callable[[str], str]:
+    """Identifiers come from normalized fields (``quality``); this only trims what a source
+    declared without a normalizer (account ids, cards) and makes the rest comparable."""
     if kind == "email":
         return lambda text: text.strip().lower()
-    if kind.startswith("phone") or kind in ("siret", "siren"):
+    if kind in ("siret", "siren"):
         return lambda text: _DIGITS.sub("", text)
     return str.strip
 

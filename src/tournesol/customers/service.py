@@ -58,7 +58,12 @@ def _projection(session: Session) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field_name, column in GOLDEN_FIELDS.items():
         expr = SourceRecord.normalized[field_name]
-        out[column] = dialect.json_date(expr) if column == "birth_date" else expr.as_string()
+        if column == "birth_date":
+            out[column] = dialect.json_date(expr)
+        elif column == "quality_score":
+            out[column] = expr.as_integer()
+        else:
+            out[column] = expr.as_string()
     out["customer_type"] = func.coalesce(out["customer_type"], "customer")
     return out
 

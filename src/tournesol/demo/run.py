@@ -124,6 +124,7 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> None:
     with unit_of_work(factory) as session:
         _show_store(session)
         _show_rejects(session)
+        _show_quality(session)
         crossref = out_dir / "crossref.csv"
         write_csv(crossref, ingest_service.CROSSREF_COLUMNS, ingest_service.crossref_rows(session))
 
@@ -136,12 +137,14 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> None:
     if with_rejects is not None:
         steps.append((f"tournesol batches rejects {with_rejects}", "the rejected rows and why"))
     steps += [
+        ("tournesol quality report", "fill, validity and corrections per source and field"),
+        ("tournesol quality report --format html --out q.html", "the same as a page"),
         ("tournesol export customers --out c.csv", "the golden records"),
         ("tournesol demo", "again: every file is recognised, nothing changes"),
     ]
     console.print("Next steps:")
     for cmd, what in steps:
-        console.print(f"  [bold]{cmd:<42}[/] {what}", highlight=False)
+        console.print(f"  [bold]{cmd:<52}[/] {what}", highlight=False)
 
 
 def _show_store(session: Session) -> None:
@@ -191,3 +194,54 @@ def _show_rejects(session: Session) -> None:
     for r in example:
         reason = r.reason.removeprefix(f"line {r.line_no}: ")
         console.print(f"  batch {r.batch_id} line {r.line_no}: {reason}", highlight=False)
+
+
+def _show_quality(session: Session, examples: int = 6) -> None:
+    """What the normalizers found per customer source, and a few corrections they made."""
+    from tournesol.quality.service import build_report
+
+    report = build_report(session)
+    table = Table(title="Data quality of the customer sources", title_justify="left")
+    for col, justify in (
+        ("source", "left"),
+        ("records", "right"),
+        ("avg score", "right"),
+        ("flagged", "right"),
+        ("most frequent flags", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for s in report.sources:
+        if not s.fields:
+            continue
+        table.add_row(
+            s.source,
+            f"{s.records:,}",
+            f"{s.average_score:.0f}",
+            f"{s.flagged_records / s.records:.1%}",
+            ", ".join(f"{code} {n:,}" for code, n in s.top_flags(3)),
+        )
+    console.print(table)
+    shown = 0
+    console.print("Some corrections (the original is kept next to the normalized value):")
+    records = session.execute(
+        select(SourceRecord.source_key, SourceRecord.normalized)
+        .where(SourceRecord.entity == "customer")
+        .order_by(SourceRecord.id)
+        .execution_options(yield_per=1000)
+    )
+    seen_flags: set[str] = set()
+    for key, normalized in records:
+        for name, checked in ((normalized.get("quality") or {}).get("fields") or {}).items():
+            fixed = [c for c in checked.get("flags", ()) if c.endswith("_FIXED") or "MOVED" in c]
+            if not fixed or fixed[0] in seen_flags or "original" not in checked:
+                continue
+            seen_flags.add(fixed[0])
+            after = normalized.get(name, "")
+            console.print(
+                f"  {key} {name}: {checked['original']!r} -> {after!r} ({', '.join(fixed)})",
+                highlight=False,
+            )
+            shown += 1
+            break
+        if shown >= examples:
+            break

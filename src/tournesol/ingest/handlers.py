@@ -95,7 +95,7 @@ def _write_records(
         entity=ctx.mapping.entity.value,
         batch_id=ctx.batch_id,
         rows=[
-            (r.key, r.raw_json, r.normalized_json, r.record_hash, r.line_no, cid)
+            (r.key, r.raw_json, r.normalized_json, r.flags_json, r.record_hash, r.line_no, cid)
             for r, cid in zip((item.row for item in new), owners, strict=True)
         ],
     )
@@ -107,6 +107,7 @@ def _write_records(
                 "id": item.existing.id,
                 "raw": item.row.raw_json,
                 "normalized": item.row.normalized_json,
+                "flags": item.row.flags_json,
                 "record_hash": item.row.record_hash,
                 "line_no": item.row.line_no,
             }

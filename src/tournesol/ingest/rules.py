@@ -20,6 +20,8 @@ import orjson
 
 from tournesol.customers import rules as customer_rules
 from tournesol.ingest.schemas import EntityKind, FieldSpec, Mapping, MappingError
+from tournesol.quality import dates as quality_dates
+from tournesol.quality import record as quality_record
 
 DEFAULT_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d", "%d/%m/%y")
 DEFAULT_DATETIME_FORMATS = (
@@ -32,6 +34,7 @@ DEFAULT_DATETIME_FORMATS = (
     "%Y-%m-%d",
 )
 KEY_SEPARATOR = "|"
+QUALITY_DATE_FIELDS = ("birth_date",)
 MAX_KEY_LENGTH = 300
 
 _SPACES = re.compile(r"\s+")
@@ -327,7 +330,10 @@ def record_hash(raw: TMapping[str, Any], normalized: TMapping[str, Any]) -> str:
 
 
 def mapping_fingerprint(mapping: Mapping) -> str:
-    return hashlib.sha256(to_json_text(mapping.model_dump(mode="json")).encode()).hexdigest()
+    """The mapping and the quality rules' version: a file imported under other rules is read
+    again rather than skipped as already imported."""
+    described = mapping.model_dump(mode="json") | {"quality": quality_record.QUALITY_VERSION}
+    return hashlib.sha256(to_json_text(described).encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -347,6 +353,7 @@ class MappedRow:
     line_key: int | None = None
     raw_text: str = ""  # the row as read, kept for a reject decided after mapping
     organisation: dict[str, Any] | None = None  # B2B contacts: their company
+    flags: list[str] = field(default_factory=list)  # quality flags (docs/quality.md)
     raw_json: str = ""
     normalized_json: str = ""
     record_hash: str = ""
@@ -364,6 +371,7 @@ class MappedRow:
                     self.raw_json,
                     self.normalized_json,
                     self.record_hash,
+                    self.flags,
                 ),
             )
         return (_rebuild_row, tuple(getattr(self, name) for name in _ROW_FIELDS))
@@ -380,6 +388,10 @@ class MappedRow:
             or self.transaction_key
         )
 
+    @property
+    def flags_json(self) -> str:
+        return orjson.dumps(self.flags).decode()
+
     def seal(self) -> None:
         """Serialize raw and normalized once, and fingerprint them."""
         self.raw_json = to_json_text(self.raw)
@@ -395,7 +407,13 @@ def _rebuild_row(*values: Any) -> MappedRow:
 
 
 def _rebuild_slim(
-    line_no: int, key: str, raw_text: str, raw_json: str, normalized_json: str, record_hash: str
+    line_no: int,
+    key: str,
+    raw_text: str,
+    raw_json: str,
+    normalized_json: str,
+    record_hash: str,
+    flags: list[str],
 ) -> MappedRow:
     return MappedRow(
         line_no,
@@ -404,6 +422,7 @@ def _rebuild_slim(
         {},
         {},
         raw_text=raw_text,
+        flags=flags,
         raw_json=raw_json,
         normalized_json=normalized_json,
         record_hash=record_hash,
@@ -420,9 +439,12 @@ class RowMapper:
         *,
         limits: TMapping[str, int] | None = None,
         line_limits: TMapping[str, int] | None = None,
+        normalize: bool = True,
     ) -> None:
         """``limits``: field -> the length of the column it is stored in; a longer value is a
-        VALUE_TOO_LONG reject, never a truncation."""
+        VALUE_TOO_LONG reject, never a truncation. ``normalize=False`` leaves customer rows as
+        the mapping read them, without the quality normalizers (benchmarks, diagnostics)."""
+        self.normalize = normalize
         self.limits = dict(limits or {})
         self.line_limits = dict(line_limits or {})
         self.mapping = mapping
@@ -439,9 +461,20 @@ class RowMapper:
             return found
 
         self.key_columns = [resolve(c, "key") for c in mapping.key_columns]
+        self.is_customer = mapping.entity is EntityKind.customer
+        # A customer's birth date is read by the quality rules (day/month swaps, age checks):
+        # the converter only cleans the text, ``_quality`` parses it with the mapping's formats.
+        self.quality_dates: dict[str, tuple[str, ...]] = {}
+        specs = mapping.field_specs()
+        if self.is_customer:
+            for name in QUALITY_DATE_FIELDS:
+                spec = specs.get(name)
+                if spec is not None and spec.type == "date":
+                    self.quality_dates[name] = spec.formats
+                    specs[name] = spec.model_copy(update={"type": "string"})
         self.fields: list[tuple[str, str | None, FieldSpec]] = [
             (name, resolve(spec.column, f"field {name}") if spec.column else None, spec)
-            for name, spec in mapping.field_specs().items()
+            for name, spec in specs.items()
         ]
         self._compiled = self._compile(self.fields, self.limits)
         self.consents = [
@@ -595,26 +628,50 @@ class RowMapper:
             row.customer_ref = text or None
         if self.mapping.entity is EntityKind.transaction:
             self._map_lines(row, values, where)
-        elif self.mapping.entity is EntityKind.customer:
-            try:
-                settled = customer_rules.settle_customer_fields(typed)
-            except ValueError as exc:
-                raise RowRejected("INVALID_VALUE", f"{where}: {exc}") from exc
-            for name, value in settled.items():
-                limit = self.limits.get(name, 0)
-                if limit and isinstance(value, str) and len(value) > limit:
-                    reason = f"{where}: {name} is {len(value)} characters, the limit is {limit}"
-                    raise RowRejected("VALUE_TOO_LONG", reason)
-            typed.update(settled)
-            row.normalized.update(
-                {k: to_json_value(v) for k, v in settled.items() if v is not None}
-            )
-            row.organisation = customer_rules.organisation_values(typed)
-            declared = self._identifiers(typed)
-            if declared:
-                row.normalized["identifiers"] = dict(declared)
+        elif self.is_customer and self.normalize:
+            self._quality(row, typed, where)
         row.seal()
         return row
+
+    def _quality(self, row: MappedRow, typed: dict[str, Any], where: str) -> None:
+        """Customer rows: the implied fields, then every contact field through the quality
+        normalizers; normalized values replace the mapped ones, the flags go with the row."""
+        try:
+            settled = customer_rules.settle_customer_fields(typed)
+        except ValueError as exc:
+            raise RowRejected("INVALID_VALUE", f"{where}: {exc}") from exc
+        typed.update(settled)
+        for name, formats in self.quality_dates.items():
+            text = typed.get(name)
+            if text is None:
+                continue
+            read = quality_dates.normalize_date(text, formats=formats)
+            if read.date is None:
+                column = next((c for n, c, _ in self.fields if n == name), name)
+                reason = read.reason or "not a date"
+                raise RowRejected("INVALID_DATE", f"{where}: column {column!r} ({name}): {reason}")
+        quality = quality_record.normalize_customer(typed)
+        for name, value in (*settled.items(), *quality.values.items()):
+            limit = self.limits.get(name, 0)
+            if limit and isinstance(value, str) and len(value) > limit:
+                reason = f"{where}: {name} is {len(value)} characters, the limit is {limit}"
+                raise RowRejected("VALUE_TOO_LONG", reason)
+        typed.update(quality.values)
+        normalized = row.normalized
+        for name, value in (*settled.items(), *quality.values.items()):
+            if value is None:
+                normalized.pop(name, None)
+            else:
+                normalized[name] = to_json_value(value)
+        normalized["quality"] = quality.to_json()
+        row.flags = quality.flags
+        row.organisation = customer_rules.organisation_values(typed)
+        email_key = typed.get("email_key")
+        declared = self._identifiers(
+            {**typed, **quality.moved, **({"email": email_key} if email_key else {})}
+        )
+        if declared:
+            normalized["identifiers"] = dict(declared)
 
     def _map_lines(self, row: MappedRow, values: dict[str, Any], where: str) -> None:
         if self.line_key_column is not None:

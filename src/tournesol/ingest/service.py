@@ -159,11 +159,11 @@ def insert_records(
     source_id: int,
     entity: str,
     batch_id: int,
-    rows: Sequence[tuple[str, str, str, str, int, int | None]],
+    rows: Sequence[tuple[str, str, str, str, str, int, int | None]],
 ) -> list[int]:
     """Bulk-insert new source records of one batch; returns their ids in the order given.
-    ``rows``: ``(source_key, raw JSON text, normalized JSON text, record_hash, line_no,
-    customer_id)``."""
+    ``rows``: ``(source_key, raw JSON text, normalized JSON text, quality flags JSON text,
+    record_hash, line_no, customer_id)``."""
     if not rows:
         return []
     conn = session.connection()
@@ -183,7 +183,7 @@ def insert_records(
                 key,
                 raw,
                 normalized,
-                "[]",
+                flags,
                 fp,
                 line,
                 cid,
@@ -192,7 +192,7 @@ def insert_records(
                 now,
                 now,
             )
-            for rid, (key, raw, normalized, fp, line, cid) in zip(ids, rows, strict=True)
+            for rid, (key, raw, normalized, flags, fp, line, cid) in zip(ids, rows, strict=True)
         ],
         prepared=True,
     )
@@ -202,8 +202,8 @@ def insert_records(
 def supersede_records(session: Session, *, batch_id: int, changes: list[dict[str, Any]]) -> None:
     """Keep the current state of each changed record as a version, then write the new state.
 
-    ``changes``: dicts with ``id``, ``raw`` and ``normalized`` (JSON text), ``record_hash``,
-    ``line_no``.
+    ``changes``: dicts with ``id``, ``raw``, ``normalized`` and ``flags`` (JSON text),
+    ``record_hash``, ``line_no``.
     """
     if not changes:
         return
@@ -241,6 +241,7 @@ def supersede_records(session: Session, *, batch_id: int, changes: list[dict[str
         .values(
             raw=dialect.json_param("raw_json", binary=False),
             normalized=dialect.json_param("normalized_json", binary=True),
+            quality_flags=dialect.json_param("flags_json", binary=True),
             record_hash=bindparam("new_hash"),
             line_no=bindparam("new_line"),
             last_batch_id=batch_id,
@@ -254,6 +255,7 @@ def supersede_records(session: Session, *, batch_id: int, changes: list[dict[str
                 "record_id": c["id"],
                 "raw_json": c["raw"],
                 "normalized_json": c["normalized"],
+                "flags_json": c["flags"],
                 "new_hash": c["record_hash"],
                 "new_line": c["line_no"],
             }

@@ -1,0 +1,89 @@
+"""Normalization throughput: every customer record of the demo through every quality
+normalizer (names, e-mail, phones, AFNOR address, business identifiers, birth date, score).
+
+    .venv/bin/python bench/normalize_throughput.py [--persons 20000] [--workers 2]
+
+The demo's customer files (loyalty, e-shop, contest, B2B) are generated, read and mapped
+first (not timed); then the mapped records are normalized by ``--workers`` processes, each
+starting cold (reference data loaded and caches empty inside the timing). The figures come
+last: records per second with one process and with the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from tournesol.demo.generator import generate  # noqa: E402
+from tournesol.ingest.readers import open_reader  # noqa: E402
+from tournesol.ingest.rules import RowMapper, RowRejected  # noqa: E402
+from tournesol.ingest.schemas import load_mapping  # noqa: E402
+
+
+def mapped_records(persons: int) -> list[dict[str, Any]]:
+    """The demo's customer records as their mappings read them, before normalization."""
+    records: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = generate(Path(tmp), persons=persons)
+        for demo_file in manifest.files:
+            if demo_file.entity != "customer":
+                continue
+            mapping = load_mapping(demo_file.mapping)
+            reader = open_reader(demo_file.path, mapping.format)
+            mapper = RowMapper(mapping, reader.info.columns, normalize=False)
+            for raw in reader:
+                if raw.values is None:
+                    continue
+                try:
+                    records.append(mapper.map(raw.line_no, raw.values).values)
+                except RowRejected:
+                    continue
+    return records
+
+
+def _normalize_all(records: list[dict[str, Any]]) -> tuple[int, float]:
+    from tournesol.quality.record import normalize_customer
+
+    started = time.perf_counter()
+    flagged = 0
+    for values in records:
+        if normalize_customer(values).flags:
+            flagged += 1
+    return flagged, time.perf_counter() - started
+
+
+def run(records: list[dict[str, Any]], workers: int) -> tuple[float, int]:
+    """Wall-clock seconds for ``workers`` fresh processes to normalize their share."""
+    shares = [records[i::workers] for i in range(workers)]
+    ctx = mp.get_context("fork")
+    started = time.perf_counter()
+    with ctx.Pool(workers) as pool:
+        results = pool.map(_normalize_all, shares)
+    return time.perf_counter() - started, sum(flagged for flagged, _ in results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--persons", type=int, default=20000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    print(f"generating and mapping the demo's customer files for {args.persons:,} persons...")
+    records = mapped_records(args.persons)
+    one, flagged = run(records, 1)
+    many, _ = run(records, args.workers)
+    print(f"{len(records):,} customer records, {flagged:,} with at least one quality flag")
+    print(f"1 process:   {len(records) / one:,.0f} records/s ({one:.2f} s)")
+    print(f"{args.workers} processes: {len(records) / many:,.0f} records/s ({many:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()

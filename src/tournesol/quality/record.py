@@ -1,0 +1,332 @@
+"""One customer record through every normalizer: normalized fields, flags per field, a score.
+
+This is what the import applies to every customer row (``ingest.rules.RowMapper``) and what
+``bench/normalize_throughput.py`` measures. Pure: a dict of mapped values in, a
+:class:`RecordQuality` out.
+
+The fields it reads are the mapping's field names (docs/mappings.md): ``civility``,
+``first_name``, ``last_name``, ``maiden_name``, ``full_name``, ``gender``, ``birth_date``,
+``email``, ``phone``, ``phone_mobile``, ``phone_fixed``, ``address`` (free text),
+``address_complement``, ``address_building``, ``address_street``, ``address_special``,
+``postal_code``, ``city``, ``country``, ``org_siret``, ``org_siren``, ``org_vat``,
+``org_naf_code``. Missing fields are simply absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from tournesol.quality import addresses, business, dates, emails, names, phones
+from tournesol.quality.base import Severity, blank
+from tournesol.quality.flags import severity
+
+# Bump when a rule changes what a record normalizes to: files already imported under an older
+# version are then imported again (the version is part of the mapping's fingerprint).
+QUALITY_VERSION = 1
+
+# How much each contact element weighs in the 0-100 quality score (docs/quality.md).
+SCORE_WEIGHTS: dict[str, int] = {
+    "last_name": 15,
+    "first_name": 10,
+    "civility": 5,
+    "birth_date": 10,
+    "email": 20,
+    "phone_mobile": 15,
+    "phone_fixed": 5,
+    "address": 20,
+}
+ADDRESS_INPUTS = (
+    "address",
+    "address_complement",
+    "address_building",
+    "address_street",
+    "address_special",
+    "postal_code",
+    "city",
+    "country",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldQuality:
+    """What the checks found on one field of one record."""
+
+    original: Any
+    valid: bool
+    flags: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"valid": self.valid}
+        if self.flags:
+            out["flags"] = list(self.flags)
+        if self.original is not None:
+            out["original"] = _text(self.original)
+        return out
+
+
+@dataclass(slots=True)
+class RecordQuality:
+    """A record's normalized values (to write over the mapped ones), its flags and score."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, FieldQuality] = field(default_factory=dict)
+    # The normalized value of each input column that moved to another slot (a phone given as
+    # the landline but filed as the mobile): identifiers declared on the column follow it.
+    moved: dict[str, Any] = field(default_factory=dict)
+    score: int = 0
+    completeness: float = 0.0
+    validity: float = 1.0
+
+    @property
+    def flags(self) -> list[str]:
+        """Every flag of the record, sorted, once each."""
+        return sorted({code for q in self.fields.values() for code in q.flags})
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``quality`` section kept in the source record's normalized fields."""
+        return {
+            "version": QUALITY_VERSION,
+            "score": self.score,
+            "completeness": self.completeness,
+            "validity": self.validity,
+            "fields": {name: q.to_json() for name, q in sorted(self.fields.items())},
+        }
+
+    def note(self, name: str, original: Any, value: Any, flags: tuple[str, ...]) -> None:
+        """Record the outcome of one field; the original is kept only when it changed."""
+        valid = value is not None and not any(severity(c) is Severity.INVALID for c in flags)
+        changed = original if _text(original) != _text(value) else None
+        self.fields[name] = FieldQuality(changed, valid, tuple(flags))
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def normalize_customer(values: Mapping[str, Any], *, today: date | None = None) -> RecordQuality:
+    """Normalize every contact field of one mapped customer record.
+
+    Returns the normalized values (golden-ready: ``email`` corrected, phones in E.164 in the
+    right slot, AFNOR lines, ``address_line1``/``address_line6``, match keys...), the flags
+    per field with the original of each changed value, and the score.
+
+    >>> q = normalize_customer({"last_name": "DUPONT", "email": "Jean@GMIAL.com"})
+    >>> q.values["email"], q.fields["email"].flags
+    ('Jean@gmail.com', ('EMAIL_TYPO_FIXED',))
+    """
+    out = RecordQuality()
+    _person(values, out)
+    _birth_date(values, out, today)
+    _email(values, out)
+    _phones(values, out)
+    _address(values, out)
+    _business(values, out)
+    _score(out)
+    return out
+
+
+def _person(values: Mapping[str, Any], out: RecordQuality) -> None:
+    given = {k: values.get(k) for k in ("civility", "first_name", "last_name", "maiden_name")}
+    full = values.get("full_name")
+    if all(blank(v) for v in given.values()) and blank(full):
+        return
+    person = names.normalize_person(
+        civility=_str(given["civility"]),
+        first_name=_str(given["first_name"]),
+        last_name=_str(given["last_name"]),
+        maiden_name=_str(given["maiden_name"]),
+        full_name=_str(full),
+    )
+    record_flags = tuple(
+        c
+        for c in person.flags
+        if c
+        not in {
+            *person.civility.flags,
+            *person.first_name.flags,
+            *person.last_name.flags,
+            *person.maiden_name.flags,
+        }
+    )
+    for name, result in (
+        ("civility", person.civility),
+        ("first_name", person.first_name),
+        ("last_name", person.last_name),
+        ("maiden_name", person.maiden_name),
+    ):
+        original = given[name]
+        if blank(original) and result.value is None:
+            continue
+        extra = record_flags if name in ("first_name", "last_name") else ()
+        out.values[name] = result.value
+        out.note(name, original, result.value, tuple(dict.fromkeys((*result.flags, *extra))))
+        key = getattr(result, "key", None)
+        if key:
+            out.values[f"{name}_key"] = key
+    if person.gender is not None:
+        given_gender = values.get("gender")
+        if given_gender not in (None, "", person.gender):
+            flags = ("GENDER_CIVILITY_CONFLICT",)
+            out.note("gender", given_gender, person.gender, flags)
+        out.values["gender"] = person.gender
+    line1 = names.identity_line(
+        out.values.get("civility"), out.values.get("first_name"), out.values.get("last_name")
+    )
+    if line1:
+        out.values["address_line1"] = line1
+
+
+def _birth_date(values: Mapping[str, Any], out: RecordQuality, today: date | None) -> None:
+    raw = values.get("birth_date")
+    if blank(raw):
+        return
+    result = dates.normalize_date(raw, birth=True, today=today)
+    valid = result.date is not None and not any(
+        severity(c) is Severity.INVALID for c in result.flags
+    )
+    out.values["birth_date"] = result.date if valid else None
+    out.note("birth_date", raw, out.values["birth_date"], result.flags)
+
+
+def _email(values: Mapping[str, Any], out: RecordQuality) -> None:
+    raw = values.get("email")
+    if blank(raw):
+        return
+    result = emails.normalize_email(str(raw))
+    out.values["email"] = result.value
+    if result.match_key:
+        out.values["email_key"] = result.match_key
+    out.note("email", raw, result.value, result.flags)
+
+
+def _phones(values: Mapping[str, Any], out: RecordQuality) -> None:
+    """Each number to E.164, then filed by its line type: the mobile slot takes the first mobile
+    number among (mobile, landline, generic phone) columns, the landline slot the first other
+    one. An invalid number stays in its own column, flagged; a valid number that finds no free
+    slot is kept as ``phone_other``."""
+    order = ("phone_mobile", "phone_fixed", "phone")
+    results = {n: phones.normalize_phone(str(values[n])) for n in order if not blank(values.get(n))}
+    if not results:
+        return
+    placed: dict[str, str] = {}  # slot -> column it came from
+    for slot in ("phone_mobile", "phone_fixed"):
+        wants_mobile = slot == "phone_mobile"
+        preference = (slot, *(n for n in order if n != slot))
+        for name in preference:
+            r = results.get(name)
+            if r is None or r.value is None or name in placed.values():
+                continue
+            if (r.line_type == "mobile") == wants_mobile:
+                placed[slot] = name
+                break
+    for name, r in results.items():
+        if name not in placed.values():
+            slot = name if r.value is None else "phone_other"
+            if slot in placed:  # two numbers left over: the second keeps its own column's name
+                slot = f"{name}_other"
+            placed[slot] = name
+    for slot, name in placed.items():
+        r = results[name]
+        flags = r.flags
+        # a generic phone column has no slot to be wrong about: filing it is not a fix
+        if slot != name and name != "phone" and slot in ("phone_mobile", "phone_fixed"):
+            moved = "PHONE_MOVED_TO_MOBILE" if slot == "phone_mobile" else "PHONE_MOVED_TO_FIXED"
+            flags = (*flags, moved)
+        out.values[slot] = r.value
+        if r.value and r.line_type:
+            out.values[f"{slot}_type"] = r.line_type
+        out.note(slot, values[name], r.value, flags)
+    for name, r in results.items():
+        if name not in placed:
+            out.values[name] = None
+            out.moved[name] = r.value
+
+
+def _address(values: Mapping[str, Any], out: RecordQuality) -> None:
+    if all(blank(values.get(k)) for k in ADDRESS_INPUTS if k != "country"):
+        return
+    result = addresses.normalize_address(
+        complement=_str(values.get("address_complement")),
+        building=_str(values.get("address_building")),
+        street=_str(values.get("address_street")),
+        special=_str(values.get("address_special")),
+        postal_code=_str(values.get("postal_code")),
+        city=_str(values.get("city")),
+        country=_str(values.get("country")),
+        free_text=_str(values.get("address")),
+    )
+    out.values.update(
+        {
+            "address_complement": result.complement,
+            "address_building": result.building,
+            "address_street": result.street,
+            "address_special": result.special,
+            "postal_code": result.postal_code,
+            "city": result.city,
+            "country": result.country,
+            "address_line6": result.line6,
+            "insee_code": result.insee_code,
+        }
+    )
+    original = {k: values[k] for k in ADDRESS_INPUTS if not blank(values.get(k))}
+    shown = " | ".join(_text(v) or "" for v in original.values())
+    out.note("address", shown, result.value, result.flags)
+    if result.value is not None and shown == result.value:
+        out.fields["address"] = FieldQuality(None, out.fields["address"].valid, result.flags)
+
+
+def _business(values: Mapping[str, Any], out: RecordQuality) -> None:
+    checks = (
+        ("org_siret", business.normalize_siret),
+        ("org_siren", business.normalize_siren),
+        ("org_vat", business.normalize_vat),
+        ("org_naf_code", business.normalize_naf),
+    )
+    for name, check in checks:
+        raw = values.get(name)
+        if blank(raw):
+            continue
+        result = check(str(raw))
+        out.values[name] = result.value
+        out.note(name, raw, result.value, result.flags)
+    siret, siren = out.values.get("org_siret"), out.values.get("org_siren")
+    if siret and siren and not str(siret).startswith(str(siren)):
+        q = out.fields["org_siret"]
+        out.fields["org_siret"] = FieldQuality(
+            q.original, q.valid, (*q.flags, "SIRET_SIREN_MISMATCH")
+        )
+
+
+def _score(out: RecordQuality) -> None:
+    """Score = the weights of the elements present and valid (half for a warning), 0-100;
+    completeness = filled weight share; validity = valid share of the filled elements."""
+    filled = valid = 0.0
+    score = 0.0
+    for name, weight in SCORE_WEIGHTS.items():
+        q = out.fields.get(name)
+        if q is None:
+            continue
+        filled += weight
+        if q.valid:
+            valid += weight
+            warned = any(severity(c) is Severity.WARNING for c in q.flags)
+            score += weight / 2 if warned else weight
+    out.score = round(score)
+    out.completeness = round(filled / 100, 3)
+    out.validity = round(valid / filled, 3) if filled else 1.0
+    out.values["quality_score"] = out.score
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
