@@ -26,6 +26,13 @@ from tournesol.ingest.schemas import load_mapping
 from tournesol.interactions.models import Interaction, Product, Transaction, TransactionLine
 
 console = Console()
+ADDRESS_LINES = (
+    "address_complement",
+    "address_building",
+    "address_street",
+    "address_special",
+    "address_line6",
+)
 
 
 def _count(session: Session, model: type[object]) -> int:
@@ -198,6 +205,8 @@ def _show_rejects(session: Session) -> None:
 
 def _show_quality(session: Session, examples: int = 6) -> None:
     """What the normalizers found per customer source, and a few corrections they made."""
+    from tournesol.quality.base import Severity
+    from tournesol.quality.flags import severity
     from tournesol.quality.service import build_report
 
     report = build_report(session)
@@ -232,11 +241,13 @@ def _show_quality(session: Session, examples: int = 6) -> None:
     seen_flags: set[str] = set()
     for key, normalized in records:
         for name, checked in ((normalized.get("quality") or {}).get("fields") or {}).items():
-            fixed = [c for c in checked.get("flags", ()) if c.endswith("_FIXED") or "MOVED" in c]
+            fixed = [c for c in checked.get("flags", ()) if severity(c) is Severity.FIXED]
             if not fixed or fixed[0] in seen_flags or "original" not in checked:
                 continue
             seen_flags.add(fixed[0])
             after = normalized.get(name, "")
+            if name == "address":
+                after = " / ".join(normalized[k] for k in ADDRESS_LINES if normalized.get(k))
             console.print(
                 f"  {key} {name}: {checked['original']!r} -> {after!r} ({', '.join(fixed)})",
                 highlight=False,

@@ -248,6 +248,12 @@ def _clean(text: str | None, *, keep_breaks: bool = False) -> str | None:
     return text or None
 
 
+@lru_cache(maxsize=16384)
+def _clean_field(text: str) -> str | None:
+    """:func:`_clean` of a one-line field (postal code, city, country): cached, they repeat."""
+    return _clean(text)
+
+
 @lru_cache(maxsize=65536)
 def _afnor(text: str) -> str:
     """Lines 4 to 6: capitals, no accents, every punctuation run as one space."""
@@ -323,6 +329,37 @@ def _type_at(tokens: list[str], i: int) -> tuple[str, int] | None:
 
 
 @lru_cache(maxsize=65536)
+def _street_words(
+    rest: str, numbered: bool, suffix: str | None
+) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """The part of line 4 after the number (upper case, no accents): the suffix (the one
+    given, or a suffix word or letter in front), the street type in full and the name's words.
+    Cached apart from the number, which rarely repeats while the street names do."""
+    tokens: list[str] = _NOT_ALNUM.sub(" ", rest).split()
+    if numbered and suffix is None and tokens:
+        first = tokens[0]
+        if first in SUFFIX_WORDS:
+            suffix = SUFFIX_WORDS[first]
+            tokens = tokens[1:]
+        elif (
+            len(first) == 1
+            and first.isalpha()
+            and (len(tokens) == 1 or _type_at(tokens, 1) is not None)  # "12 B", "12 B RUE X"
+        ):
+            suffix = first
+            tokens = tokens[1:]
+    street_type = None
+    found = _type_at(tokens, 0) if tokens else None
+    if found is not None:
+        full, used = found
+        one_letter = " ".join(tokens[:used]) in ONE_LETTER_TYPES
+        if not one_letter or numbered or (len(tokens) > 1 and tokens[1] in ARTICLES):
+            street_type = full
+            tokens = tokens[used:]
+    return suffix, street_type, tuple(_expand(tokens))
+
+
+@lru_cache(maxsize=65536)
 def _street(text: str) -> _Street:
     """Parse and write line 4: number, suffix, type in full, name; abbreviated when too long.
 
@@ -344,32 +381,12 @@ def _street(text: str) -> _Street:
             number, rest = m.group(1), upper[m.end(2) if m.group(2) else m.end(1) :]  # 12RUE
         if number is not None and m.group(2):
             number, is_range = f"{number}-{m.group(2)}", True
-    tokens = _NOT_ALNUM.sub(" ", rest).split()
-    if number is not None and suffix is None and tokens:
-        first = tokens[0]
-        if first in SUFFIX_WORDS:
-            suffix = SUFFIX_WORDS[first]
-            tokens = tokens[1:]
-        elif (
-            len(first) == 1
-            and first.isalpha()
-            and (len(tokens) == 1 or _type_at(tokens, 1) is not None)  # "12 B", "12 B RUE X"
-        ):
-            suffix = first
-            tokens = tokens[1:]
-    street_type = None
-    found = _type_at(tokens, 0) if tokens else None
-    if found is not None:
-        full, used = found
-        one_letter = " ".join(tokens[:used]) in ONE_LETTER_TYPES
-        if not one_letter or number is not None or (len(tokens) > 1 and tokens[1] in ARTICLES):
-            street_type = full
-            tokens = tokens[used:]
-    name_tokens = _expand(tokens)
+    suffix, street_type, name_tokens = _street_words(rest, number is not None, suffix)
     head = [p for p in (number, suffix) if p]
     line_tokens = [*head, *(street_type.split() if street_type else ()), *name_tokens]
     abbreviated = False
-    if len(" ".join(line_tokens)) > MAX_LINE:
+    line = " ".join(line_tokens)
+    if len(line) > MAX_LINE:
         if street_type and STREET_TYPES[street_type] != street_type:
             line_tokens = [*head, STREET_TYPES[street_type], *name_tokens]
             abbreviated = True
@@ -377,7 +394,7 @@ def _street(text: str) -> _Street:
             start = len(head) + (1 if street_type else 0)
             line_tokens, changed = _shorten(line_tokens, start)
             abbreviated = abbreviated or changed
-    line = " ".join(line_tokens)
+        line = " ".join(line_tokens)
     return _Street(
         line=line,
         number=number,
@@ -486,6 +503,19 @@ def _pieces(text: str, depth: int = 0) -> tuple[tuple[str, str], ...]:
             if head and tail:
                 return (*_pieces(head, depth + 1), *_pieces(tail, depth + 1))
     return ((kind, text),)
+
+
+_LINES: Final = ("complement", "building", "street", "special")
+
+
+@lru_cache(maxsize=65536)
+def _line_pieces(text: str) -> tuple[tuple[str, str], ...]:
+    """A line field as given -> the (kind, text) of its pieces: cleaned (:func:`_clean`, line
+    breaks kept), split (:func:`_split`) and classified (:func:`_pieces`)."""
+    cleaned = _clean(text, keep_breaks=True)
+    if not cleaned:
+        return ()
+    return tuple(kind_piece for part in _split(cleaned) for kind_piece in _pieces(part))
 
 
 def _split(text: str) -> list[str]:
@@ -888,8 +918,8 @@ def normalize_address(
     ('Bât B', 'AVENUE', '75111', ('ADDRESS_RESTRUCTURED',))
     """
     given = (identity, complement, building, street, special, postal_code, city, country, free_text)
-    texts = [None if v is None else v if isinstance(v, str) else str(v) for v in given]
-    original = {n: t for n, t in zip(_INPUTS, texts, strict=True) if t is not None and t.strip()}
+    texts = [v if v is None or isinstance(v, str) else str(v) for v in given]
+    original = {n: t for n, t in zip(_INPUTS, texts, strict=True) if t and not t.isspace()}
     if not original:
         return AddressResult(original={})
     result, unsettled = _normalize(original, *texts)
@@ -917,15 +947,10 @@ def _normalize(
     """The result, and whether lines were moved or joined (a rerun may read them otherwise)."""
     flags: list[str] = []
     ident = _clean(identity)
-    fields = {
-        "complement": _clean(complement, keep_breaks=True),
-        "building": _clean(building, keep_breaks=True),
-        "street": _clean(street, keep_breaks=True),
-        "special": _clean(special, keep_breaks=True),
-    }
-    code_text = _clean(postal_code)
-    city_text = _clean(city)
-    country_text = _clean(country)
+    line_texts = (complement, building, street, special)
+    code_text = _clean_field(postal_code) if postal_code is not None else None
+    city_text = _clean_field(city) if city is not None else None
+    country_text = _clean_field(country) if country is not None else None
     free = _clean(free_text, keep_breaks=True)
     free_parts = _split(free) if free else []
 
@@ -946,6 +971,10 @@ def _normalize(
         iso = POSTAL_PREFIXES[code_info.prefix]
 
     if country_unknown or (iso is not None and iso not in FRENCH_TERRITORIES and iso != "MC"):
+        fields = {
+            name: _clean(text, keep_breaks=True)
+            for name, text in zip(_LINES, line_texts, strict=True)
+        }
         foreign = _foreign(
             original, ident, fields, code_text, city_text, free_parts, iso, country_text
         )
@@ -973,18 +1002,32 @@ def _normalize(
         flags.append("ADDRESS_PARSED")
         code, the_city, cedex, free_parts = _free_locality(free_parts, code, the_city, cedex, flags)
 
-    # the lines: every piece classified, then put in its slot
-    pieces: list[_Piece] = []
-    order = 0
-    for origin, text in (*fields.items(), ("free", "\n".join(free_parts))):
-        if not text:
+    # the lines: every piece classified, then put in its slot (where it was given, when each
+    # piece is of the kind of its field or of no kind: see _assign)
+    given: list[tuple[str, tuple[tuple[str, str], ...]]] = []
+    in_place: dict[str, list[str]] = {name: [] for name in _LINES}
+    simple = True
+    for origin, text in zip(_LINES, line_texts, strict=True):
+        if text is None:
             continue
-        for part in _split(text):
-            for kind, piece in _pieces(part):
-                pieces.append(_Piece(origin, kind, piece, order))
-                order += 1
-    slots, moved, found_code, found_city, found_cedex = _assign(pieces, code, the_city)
-    unsettled = moved or bool(free_parts) or any(len(v) > 1 for v in slots.values())
+        found = _line_pieces(text)
+        given.append((origin, found))
+        for kind, piece in found:
+            if kind == origin or kind == "unknown":
+                in_place[origin].append(piece)
+            else:
+                simple = False
+    free_text_left = "\n".join(free_parts)
+    if free_text_left:
+        given.append(("free", tuple(kp for part in _split(free_text_left) for kp in _pieces(part))))
+        simple = simple and not given[-1][1]
+    if simple:
+        slots, moved, found_code, found_city, found_cedex = in_place, False, None, None, None
+    else:
+        flat = [(origin, kind, piece) for origin, found in given for kind, piece in found]
+        pieces = [_Piece(*piece, order) for order, piece in enumerate(flat)]
+        slots, moved, found_code, found_city, found_cedex = _assign(pieces, code, the_city)
+    unsettled = moved or bool(free_parts) or max(map(len, slots.values())) > 1
     if moved:
         flags.append("ADDRESS_RESTRUCTURED")
     if found_code:
@@ -1040,28 +1083,23 @@ def _normalize(
         flags.append("ADDRESS_NO_STREET")
 
     # lines 1 to 3
-    line2 = " ".join(_light(t) for t in slots["complement"]) or None
-    line3 = " ".join(_light(t) for t in slots["building"]) or None
-    lines_123 = []
-    for text in (ident, line2, line3):
-        if text is not None and len(text) > MAX_LINE:
-            short_text = text
-            for pattern, abbr in LIGHT_ABBREVIATIONS:
-                short_text = pattern.sub(abbr, short_text)
-            if short_text != text:
-                flags.append("ADDRESS_ABBREVIATED")
-            text = short_text
-        lines_123.append(text)
-    ident, line2, line3 = lines_123
+    line2 = " ".join([_light(t) for t in slots["complement"]]) or None
+    line3 = " ".join([_light(t) for t in slots["building"]]) or None
+    if ident is not None and len(ident) > MAX_LINE:
+        ident = _shorten_light(ident, flags)
+    if line2 is not None and len(line2) > MAX_LINE:
+        line2 = _shorten_light(line2, flags)
+    if line3 is not None and len(line3) > MAX_LINE:
+        line3 = _shorten_light(line3, flags)
 
     street_line = street_info.line if street_info and street_info.line else None
     lines = [x for x in (ident, line2, line3, street_line, special_line, line6) if x]
     if monaco:
         lines.append(COUNTRIES["MC"])
-    if any(len(x) > MAX_LINE for x in lines) and "ADDRESS_LINE_TOO_LONG" not in flags:
+    if max(map(len, lines), default=0) > MAX_LINE and "ADDRESS_LINE_TOO_LONG" not in flags:
         flags.append("ADDRESS_LINE_TOO_LONG")
-    usable = "ADDRESS_INCOMPLETE" not in flags and any(
-        x for x in (line2, line3, street_line, special_line, line6)
+    usable = "ADDRESS_INCOMPLETE" not in flags and bool(
+        line2 or line3 or street_line or special_line or line6
     )
     result = AddressResult(
         original=original,
@@ -1086,6 +1124,17 @@ def _normalize(
         usable=usable,
     )
     return result, unsettled or "ADDRESS_RESTRUCTURED" in flags
+
+
+def _shorten_light(text: str, flags: list[str]) -> str:
+    """A line 1 to 3 longer than 38 characters, shortened with APPT, BAT, RES...; flagged when
+    that changed it."""
+    short_text = text
+    for pattern, abbr in LIGHT_ABBREVIATIONS:
+        short_text = pattern.sub(abbr, short_text)
+    if short_text != text:
+        flags.append("ADDRESS_ABBREVIATED")
+    return short_text
 
 
 def _free_locality(

@@ -224,12 +224,12 @@ def normalize_email(text: str | None) -> EmailResult:
     if _is_disposable(domain_name, ascii_domain):
         flags.append("EMAIL_DISPOSABLE")
     return EmailResult(
-        original=text,
-        value=value,
-        flags=tuple(sorted(flags)),
-        match_key=match_key(local_part, domain_name),
-        corrected_from=corrected_from,
-        domain=domain_name,
+        text,  # original
+        value,
+        tuple(sorted(flags)),
+        match_key(local_part, domain_name),
+        corrected_from,
+        domain_name,  # domain
     )
 
 
@@ -254,9 +254,11 @@ def _invalid(text: str, reason: str) -> EmailResult:
 
 
 def _clean(text: str) -> str:
-    address = _ZERO_WIDTH.sub("", text).strip()
+    address = (text if text.isascii() else _ZERO_WIDTH.sub("", text)).strip()
     if address[:7].lower() == "mailto:":
         address = address[7:].split("?", 1)[0].strip()
+    if address.isascii() and address.isprintable() and " " not in address:
+        return address  # no whitespace at all (ASCII whitespace is a space or unprintable)
     return _AROUND_AT.sub("@", address)
 
 
@@ -318,9 +320,9 @@ def _validate(address: str) -> tuple[str, str, str, str] | str:
     if at and len(local) <= _MAX_LOCAL and _DOT_ATOM.match(local):
         checked = _check_domain(domain)
         if checked is not None:
-            name, ascii_name = checked
-            longest = max(len(f"{local}@{d}".encode()) for d in (domain, name, ascii_name))
-            if longest <= _MAX_LENGTH:
+            name, ascii_name, domain_octets = checked
+            # the dot-atom is ASCII: one octet per character
+            if len(local) + 1 + domain_octets <= _MAX_LENGTH:
                 if local.lower() in _CASE_INSENSITIVE:
                     local = local.lower()
                 return f"{local}@{name}", local, name, ascii_name
@@ -332,13 +334,15 @@ def _validate(address: str) -> tuple[str, str, str, str] | str:
 
 
 @lru_cache(maxsize=4096)
-def _check_domain(domain: str) -> tuple[str, str] | None:
-    """(normalized, ASCII) form of a domain email-validator accepts, else None."""
+def _check_domain(domain: str) -> tuple[str, str, int] | None:
+    """(normalized, ASCII) form of a domain email-validator accepts and the UTF-8 length of
+    the longest of the three forms, else None."""
     try:
         result = validate_email(f"a@{domain}", check_deliverability=False)
     except EmailNotValidError:
         return None
-    return result.domain, result.ascii_domain
+    forms = (domain, result.domain, result.ascii_domain)
+    return result.domain, result.ascii_domain, max(len(d.encode()) for d in forms)
 
 
 def _is_role(local_part: str) -> bool:
@@ -346,6 +350,7 @@ def _is_role(local_part: str) -> bool:
     return local in ROLE_LOCAL_PARTS
 
 
+@lru_cache(maxsize=4096)
 def _is_disposable(domain: str, ascii_domain: str) -> bool:
     exact, wildcards = _disposable_domains()
     if domain in exact or ascii_domain in exact:

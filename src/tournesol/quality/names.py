@@ -287,7 +287,10 @@ def normalize_name(text: str | None, *, part: Part) -> NameResult:
 
 
 @lru_cache(maxsize=65536)
-def _name(text: str, part: Part) -> NameResult:
+def _name(text: str | None, part: Part) -> NameResult:
+    """:func:`normalize_name` for a string or None."""
+    if text is None:
+        return NameResult(None, None)
     flags: list[str] = []
     cleaned, spacing_fixed = _clean(text)
     if part == "maiden":
@@ -531,7 +534,10 @@ def normalize_person(
     'Jean-Pierre'
     """
     return _person(
-        *(v if v is None else str(v) for v in (civility, first_name, last_name, maiden_name)),
+        None if civility is None else str(civility),
+        None if first_name is None else str(first_name),
+        None if last_name is None else str(last_name),
+        None if maiden_name is None else str(maiden_name),
         None if blank(full_name) else str(full_name),
     )
 
@@ -558,23 +564,26 @@ def _person(
         extra.extend(order)
     if maiden_text is None:
         last_text, maiden_text = _take_maiden(last_text)
-    first = normalize_name(first_text, part="first")
-    last = normalize_name(last_text, part="last")
+    first = _name(first_text, "first")
+    last = _name(last_text, "last")
     if _swapped(first.key, last.key):
         first_text, last_text = last_text, first_text
         if maiden_text is None:
             last_text, maiden_text = _take_maiden(last_text)
-        first = normalize_name(first_text, part="first")
-        last = normalize_name(last_text, part="last")
+        first = _name(first_text, "first")
+        last = _name(last_text, "last")
         if not from_full:  # a full name's order is told by its NAME_ORDER_ flag
             extra.append("NAME_SWAPPED_FIXED")
     if maiden_text is not None:
         extra.append("NAME_MAIDEN_EXTRACTED")
-    maiden = normalize_name(maiden_text if blank(maiden_name) else maiden_name, part="maiden")
-    flags = {*civ.flags, *first.flags, *last.flags, *maiden.flags, *extra}
-    return PersonResult(civ, first, last, maiden, civ.gender, tuple(sorted(flags)))
+    maiden = _name(maiden_text if blank(maiden_name) else maiden_name, "maiden")
+    flags = (*civ.flags, *first.flags, *last.flags, *maiden.flags, *extra)
+    if len(flags) > 1:
+        flags = tuple(sorted(set(flags)))
+    return PersonResult(civ, first, last, maiden, civ.gender, flags)
 
 
+@lru_cache(maxsize=16384)
 def _take_maiden(last_name: str | None) -> tuple[str | None, str | None]:
     """(usage name, birth name) of a last name that holds a maiden-name marker, else
     (the last name, None)."""
@@ -742,9 +751,25 @@ def _swapped(first_key: str | None, last_key: str | None) -> bool:
     name (nor an initial) and the last name is mainly a first name."""
     if first_key is None or last_key is None:
         return False
-    if any(len(w) < 2 for w in (*first_key.split(" "), *last_key.split(" "))):
-        return False
-    return not _any_first_name(first_key) and _mostly_first_name(last_key)
+    return _no_first_name(first_key) and _only_first_name(last_key)
+
+
+@lru_cache(maxsize=16384)
+def _no_first_name(key: str) -> bool:
+    """No word of one letter (an initial) and no known first name: a first-name field that
+    may hold the last name."""
+    return not _has_initial(key) and not _any_first_name(key)
+
+
+@lru_cache(maxsize=16384)
+def _only_first_name(key: str) -> bool:
+    """No word of one letter (an initial) and mainly a first name: a last-name field that
+    may hold the first name."""
+    return not _has_initial(key) and _mostly_first_name(key)
+
+
+def _has_initial(key: str) -> bool:
+    return any(len(w) < 2 for w in key.split(" "))
 
 
 # --- AFNOR line 1 ---------------------------------------------------------------------------
@@ -770,7 +795,10 @@ def identity_line(
         return None
     civ = " ".join((civility or "").split())
     first = " ".join((first_name or "").split())
-    for parts in ((civ, first), (civ, _initials(first)), (civ, ""), ("", "")):
+    line = " ".join(p for p in (civ, first, last) if p)
+    if len(line) <= AFNOR_LINE:
+        return line
+    for parts in ((civ, _initials(first)), (civ, ""), ("", "")):
         line = " ".join(p for p in (*parts, last) if p)
         if len(line) <= AFNOR_LINE:
             return line

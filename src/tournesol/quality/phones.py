@@ -126,6 +126,9 @@ _LABEL = re.compile(
 _ALLOWED = re.compile(r"\+?[0-9\s.\-/()\u2010-\u2015]*\Z")
 _TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 _NOT_DIGIT = re.compile(r"[^0-9]")
+# The usual shapes (0612345678, 06 12 34 56 78, 06.12..., +33 6 12...): no extension, no
+# label, no parentheses; only the digits (and the plus) count.
+_PLAIN = re.compile(r"\+?[0-9][0-9 .\-]*")
 _MAX_DIGITS = 17  # E.164 allows 15 digits; 00 + 15 digits
 
 
@@ -177,6 +180,12 @@ def normalize_phone(text: str | None, *, default_region: str = "FR") -> PhoneRes
         return PhoneResult(text, None)
     assert text is not None
     cleaned = str(text).strip()
+    if _PLAIN.fullmatch(cleaned):  # the common case, read as the general one below would
+        digits = _NOT_DIGIT.sub("", cleaned)
+        read = _read(f"+{digits}" if cleaned[0] == "+" else digits, default_region.upper())
+        return PhoneResult(
+            text, read.value, read.flags, read.line_type, read.region, None, read.reason
+        )
     extension = None
     found = _EXTENSION.search(cleaned)
     if found is not None and found.start() > 0:
@@ -312,6 +321,17 @@ class _Meta(NamedTuple):
     fixed: _Desc | None
     mobile: _Desc | None
     same_fixed_and_mobile: bool
+    # number length -> the patterns of `ordered`, `fixed` and `mobile` that allow it (None:
+    # any other length), in that order, as one alternation with one group per type.
+    by_length: dict[int | None, _Types]
+
+
+class _Types(NamedTuple):
+    pattern: re.Pattern[str]
+    kinds: dict[int, int]  # group index -> PhoneNumberType (_FIXED, _MOBILE for those two)
+
+
+_FIXED, _MOBILE = -1, -2  # in _Types.kinds: the fixed-line and mobile patterns
 
 
 def _region_and_type(code: int, national: str) -> tuple[str, int] | None:
@@ -330,18 +350,23 @@ def _region_and_type(code: int, national: str) -> tuple[str, int] | None:
 
 
 def _number_type(national: str, meta: _Meta) -> int:
+    """phonenumbers' number_type: the first special type whose pattern matches, else fixed
+    line and/or mobile. One regex tries the patterns in that order (the first alternative
+    that matches the whole number wins), the group that matched tells the type."""
     if not _matches(national, meta.general):
         return PhoneNumberType.UNKNOWN
-    for kind, desc in meta.ordered:
-        if _matches(national, desc):
-            return kind
-    if _matches(national, meta.fixed):
+    types = meta.by_length.get(len(national)) or meta.by_length[None]
+    found = types.pattern.fullmatch(national)
+    if found is None or found.lastindex is None:
+        return PhoneNumberType.UNKNOWN
+    kind = types.kinds[found.lastindex]
+    if kind == _FIXED:
         if meta.same_fixed_and_mobile or _matches(national, meta.mobile):
             return PhoneNumberType.FIXED_LINE_OR_MOBILE
         return PhoneNumberType.FIXED_LINE
-    if not meta.same_fixed_and_mobile and _matches(national, meta.mobile):
+    if kind == _MOBILE:
         return PhoneNumberType.MOBILE
-    return PhoneNumberType.UNKNOWN
+    return kind
 
 
 def _matches(national: str, desc: _Desc | None) -> bool:
@@ -372,18 +397,43 @@ def _metadata(code: int) -> tuple[_Meta, ...]:
             (PhoneNumberType.UAN, meta.uan),
             (PhoneNumberType.VOICEMAIL, meta.voicemail),
         )
+        ordered = tuple((kind, d) for kind, desc in special if (d := _desc(desc)) is not None)
+        fixed, mobile = _desc(meta.fixed_line), _desc(meta.mobile)
+        same = bool(meta.same_mobile_and_fixed_line_pattern)
+        typed = [*ordered, (_FIXED, fixed)]
+        if not same:  # else the mobile pattern is the fixed one: it never matches alone
+            typed.append((_MOBILE, mobile))
         found.append(
             _Meta(
                 region,
                 re.compile(meta.leading_digits) if meta.leading_digits else None,
                 _desc(meta.general_desc),
-                tuple((kind, d) for kind, desc in special if (d := _desc(desc)) is not None),
-                _desc(meta.fixed_line),
-                _desc(meta.mobile),
-                bool(meta.same_mobile_and_fixed_line_pattern),
+                ordered,
+                fixed,
+                mobile,
+                same,
+                _by_length([(kind, d) for kind, d in typed if d is not None]),
             )
         )
     return tuple(found)
+
+
+def _by_length(typed: list[tuple[int, _Desc]]) -> dict[int | None, _Types]:
+    """For each possible length (None: any other), the types that allow it, as one regex."""
+    lengths = {n for _, desc in typed for n in desc.lengths}
+    out: dict[int | None, _Types] = {}
+    for length in (*sorted(lengths), None):
+        parts, kinds, group = [], {}, 1
+        for kind, desc in typed:
+            if desc.lengths and length not in desc.lengths:
+                continue
+            if re.search(r"\\[1-9]|\(\?P=", desc.pattern.pattern):
+                raise ValueError(f"back-reference in {desc.pattern.pattern}")
+            parts.append(f"({desc.pattern.pattern})")
+            kinds[group] = kind
+            group += 1 + desc.pattern.groups
+        out[length] = _Types(re.compile("|".join(parts) or "(?!)"), kinds)
+    return out
 
 
 def _desc(desc: object) -> _Desc | None:

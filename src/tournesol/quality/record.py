@@ -14,6 +14,7 @@ The fields it reads are the mapping's field names (docs/mappings.md): ``civility
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -51,7 +52,7 @@ ADDRESS_INPUTS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built ~7 times per record, and frozen init costs 2x
 class FieldQuality:
     """What the checks found on one field of one record."""
 
@@ -100,8 +101,10 @@ class RecordQuality:
     def note(self, name: str, original: Any, value: Any, flags: tuple[str, ...]) -> None:
         """Record the outcome of one field; the original is kept only when it changed."""
         valid = value is not None and (not flags or _codes(Severity.INVALID).isdisjoint(flags))
-        same = original == value or _text(original) == _text(value)
-        self.fields[name] = FieldQuality(None if same else original, valid, tuple(flags))
+        same = original == value or (
+            original.__class__ is not value.__class__ and _text(original) == _text(value)
+        )
+        self.fields[name] = FieldQuality(None if same else original, valid, flags)
 
 
 @cache
@@ -151,7 +154,10 @@ def normalize_customer(
 
 def preload() -> None:
     """Load every normalizer's reference data now (postal codes, first names, disposable
-    domains) rather than on first use: before forking workers, so that they share it."""
+    domains) rather than on first use: before forking workers, so that they share it. The
+    loaded objects are then moved out of the garbage collector's reach (``gc.freeze``, as
+    CPython advises for data shared by forked workers): they live as long as the process,
+    and full collections no longer walk through them."""
     normalize_customer(
         {
             "first_name": "Jean",
@@ -163,6 +169,10 @@ def preload() -> None:
             "address_street": "1 rue de Rivoli",
         }
     )
+    gc.freeze()
+
+
+_KEY_FIELDS = {n: f"{n}_key" for n in ("civility", "first_name", "last_name", "maiden_name")}
 
 
 def _person(values: Mapping[str, Any], out: RecordQuality) -> None:
@@ -193,14 +203,17 @@ def _person(values: Mapping[str, Any], out: RecordQuality) -> None:
         ("maiden_name", person.maiden_name),
     ):
         original = given[name]
-        if result.value is None and _absent(original):
+        value = result.value
+        if value is None and _absent(original):
             continue
-        extra = record_flags if name in ("first_name", "last_name") else ()
-        out.values[name] = result.value
-        out.note(name, original, result.value, tuple(dict.fromkeys((*result.flags, *extra))))
+        flags = result.flags
+        if record_flags and name in ("first_name", "last_name"):
+            flags = tuple(dict.fromkeys((*flags, *record_flags)))
+        out.values[name] = value
+        out.note(name, original, value, flags)
         key = getattr(result, "key", None)
         if key:
-            out.values[f"{name}_key"] = key
+            out.values[_KEY_FIELDS[name]] = key
     if person.gender is not None:
         given_gender = values.get("gender")
         if given_gender not in (None, "", person.gender):
@@ -314,7 +327,7 @@ def _address(values: Mapping[str, Any], out: RecordQuality) -> None:
             "insee_code": result.insee_code,
         }
     )
-    original = {k: values[k] for k in ADDRESS_INPUTS if not _absent(values.get(k))}
+    original = {k: v for k in ADDRESS_INPUTS if (v := values.get(k)) is not None and not _absent(v)}
     shown = " | ".join(_text(v) or "" for v in original.values())
     out.note("address", shown, result.value, result.flags)
     if result.value is not None and shown == result.value:
@@ -332,7 +345,7 @@ _BUSINESS_CHECKS: tuple[tuple[str, Callable[[str], Any]], ...] = (
 def _business(values: Mapping[str, Any], out: RecordQuality) -> None:
     for name, check in _BUSINESS_CHECKS:
         raw = values.get(name)
-        if _absent(raw):
+        if raw is None or _absent(raw):
             continue
         result = check(str(raw))
         out.values[name] = result.value
@@ -348,17 +361,17 @@ def _business(values: Mapping[str, Any], out: RecordQuality) -> None:
 def _score(out: RecordQuality) -> None:
     """Score = the weights of the elements present and valid (half for a warning), 0-100;
     completeness = filled weight share; validity = valid share of the filled elements."""
-    filled = valid = 0.0
-    score = 0.0
+    filled = valid = score = 0.0
+    warnings = _codes(Severity.WARNING)
+    fields = out.fields
     for name, weight in SCORE_WEIGHTS.items():
-        q = out.fields.get(name)
+        q = fields.get(name)
         if q is None:
             continue
         filled += weight
         if q.valid:
             valid += weight
-            warned = not _codes(Severity.WARNING).isdisjoint(q.flags)
-            score += weight / 2 if warned else weight
+            score += weight / 2 if q.flags and not warnings.isdisjoint(q.flags) else weight
     out.score = round(score)
     out.completeness = round(filled / 100, 3)
     out.validity = round(valid / filled, 3) if filled else 1.0
