@@ -66,9 +66,7 @@ def write_rows(path: Path) -> Path:
 
 
 @pytest.fixture
-def imported(
-    tmp_path: Path, factory: sessionmaker[Session]
-) -> Callable[[], ImportReport]:
+def imported(tmp_path: Path, factory: sessionmaker[Session]) -> Callable[[], ImportReport]:
     def run() -> ImportReport:
         return import_file(factory, write_rows(tmp_path / "fid.csv"), parse_mapping(MAPPING))
 
@@ -199,7 +197,10 @@ def test_the_report_command_prints_a_table_json_and_a_page(
     assert text.startswith("<!doctype html>") and "<svg" in text and "fidelite" in text
 
     unknown = subprocess.run(
-        [*tournesol, "quality", "report", "--source", "nope"], env=env, capture_output=True, text=True
+        [*tournesol, "quality", "report", "--source", "nope"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert unknown.returncode == 1
     assert "no source named 'nope'" in unknown.stderr and "What to do" in unknown.stderr
