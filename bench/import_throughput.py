@@ -10,6 +10,7 @@ come last: rows per second and peak memory per backend.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import random
@@ -18,12 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 import uuid
 from pathlib import Path
 
 from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
+POSTCODES = ROOT / "src/tournesol/quality/data/postcodes.tsv.gz"
 MAPPING = """
 source: {name: bench_loyalty, kind: loyalty, brand: SOLEIL, trust_rank: 2}
 entity: customer
@@ -63,8 +66,16 @@ HEADER = [
 ]
 
 
+def ascii_mail(text: str) -> str:
+    """An address as people have them: lower case, no spaces, no accents (Gmail, Orange...
+    refuse accented addresses)."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return folded.lower().replace(" ", "")
+
+
 def generate(path: Path, rows: int, seed: int = 7) -> None:
-    """Write the CSV quickly from pools of realistic values (Faker only builds the pools)."""
+    """Write the CSV quickly from pools of realistic values (Faker builds the pools of names
+    and streets; postal codes and communes come from the official reference)."""
     from faker import Faker
 
     fake = Faker("fr_FR")
@@ -73,7 +84,11 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
     firsts = [fake.first_name() for _ in range(800)]
     lasts = [fake.last_name() for _ in range(2000)]
     streets = [fake.street_address() for _ in range(3000)]
-    cities = [(fake.postcode(), fake.city()) for _ in range(1500)]
+    # real postal code / commune pairs, as in real files (Faker's are random and do not exist)
+    with gzip.open(POSTCODES, "rt", encoding="utf-8") as reference:
+        next(reference)
+        pairs = [line.split("\t")[:3:2] for line in reference]
+    cities = [(code, name) for code, name in rnd.sample(pairs, 1500)]
     domains = ["gmail.com", "orange.fr", "free.fr", "hotmail.fr", "laposte.net", "sfr.fr"]
     with path.open("w", encoding="cp1252", errors="replace", newline="") as fh:
         fh.write(";".join(HEADER) + "\r\n")
@@ -86,9 +101,7 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
                 first,
                 last.upper(),
                 f"{rnd.randint(1, 28):02d}/{rnd.randint(1, 12):02d}/{rnd.randint(1935, 2006)}",
-                f"{first}.{last}{rnd.randint(1, 99)}@{rnd.choice(domains)}".lower().replace(
-                    " ", ""
-                ),
+                ascii_mail(f"{first}.{last}{rnd.randint(1, 99)}@{rnd.choice(domains)}"),
                 "06 " + " ".join(f"{rnd.randint(10, 99)}" for _ in range(4)),
                 rnd.choice(streets),
                 rnd.choice(("", "", "", "Bât. B", "Apt 12", "Chez Mme Martin")),
@@ -135,14 +148,41 @@ def child(url: str, csv_path: str, mapping_path: str) -> None:
     )
 
 
+def _tree_rss_mb(pid: int) -> float:
+    """Memory of a process and all its descendants, from /proc (Linux): the sum of their
+    proportional set sizes (PSS), so pages shared after a fork are counted once."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+            total += int(next(x for x in rollup.splitlines() if x.startswith("Pss:")).split()[1])
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue  # the process ended meanwhile
+    return total / 1024
+
+
 def run_child(url: str, csv_path: Path, mapping_path: Path) -> dict[str, float]:
-    out = subprocess.run(
+    """Run one import in its own process; adds ``tree_peak_mb``, the largest memory of the
+    import and every process it started (reading, mapping), sampled every 0.2 s."""
+    process = subprocess.Popen(
         [sys.executable, __file__, "--child", url, str(csv_path), str(mapping_path)],
-        check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    peak = 0.0
+    while process.poll() is None:
+        peak = max(peak, _tree_rss_mb(process.pid))
+        time.sleep(0.2)
+    out, err = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"the import failed:\n{err}")
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    result["tree_peak_mb"] = round(peak)
+    return result
 
 
 def main() -> None:
@@ -193,11 +233,11 @@ def main() -> None:
             admin.dispose()
 
     print()
-    print(f"{'backend':<12}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'peak MB':>10}")
+    print("peak MB: the importing process alone / with its reading and mapping processes")
+    print(f"{'backend':<12}{'rows':>12}{'seconds':>10}{'rows/s':>10}{'peak MB':>14}")
     for name, r in results.items():
-        print(
-            f"{name:<12}{r['rows']:>12,}{r['seconds']:>10}{r['rows_per_s']:>10,}{r['peak_mb']:>10}"
-        )
+        peaks = f"{r['peak_mb']} / {r['tree_peak_mb']}"
+        print(f"{name:<12}{r['rows']:>12,}{r['seconds']:>10}{r['rows_per_s']:>10,}{peaks:>14}")
 
 
 if __name__ == "__main__":

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import pickle
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +63,14 @@ from tournesol.ingest.rules import (
 from tournesol.ingest.schemas import EntityKind, Mapping, MappingError
 from tournesol.interactions import service as history_service
 from tournesol.interactions.models import Interaction, Product, Transaction, TransactionLine
+from tournesol.quality import record as quality_record
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 PARALLEL_FROM_BYTES = 4_000_000
+# How many processes map (and normalize) a large file's chunks while this one writes: one per
+# core; the reading process and the writer mostly wait on them.
+MAPPING_PROCESSES = max(1, min(4, os.cpu_count() or 1))
+POOL_TASK_ROWS = 2_000  # rows a mapping process takes at a time
 # Tables an import fills, with the columns its lookups filter on (the only ones worth sampling).
 GROWING_TABLES = {
     "source_record": ("source_id", "entity", "source_key", "customer_id"),
@@ -164,7 +172,8 @@ class _Mapped:
 
 
 class _Chunker:
-    """Maps raw rows and keeps the within-file duplicate check across chunks."""
+    """Maps raw rows (``map_rows``, no state: any process can do it) and keeps the within-file
+    duplicate check across chunks (``dedupe``, in file order, in one place)."""
 
     def __init__(self, mapping: Mapping, columns: list[str]) -> None:
         self.mapper = mapper_for(mapping, columns)
@@ -172,6 +181,9 @@ class _Chunker:
         self.customers = mapping.entity is EntityKind.customer
 
     def split(self, rows: list[RawRow], bytes_read: int) -> _Mapped:
+        return self.dedupe(self.map_rows(rows, bytes_read))
+
+    def map_rows(self, rows: list[RawRow], bytes_read: int) -> _Mapped:
         out = _Mapped([], [], len(rows), rows[-1].line_no, bytes_read)
         for raw in rows:
             if raw.error is not None or raw.values is None:
@@ -185,12 +197,6 @@ class _Chunker:
             except RowRejected as exc:
                 out.rejects.append((raw.line_no, exc.code, exc.reason, raw.raw_text))
                 continue
-            first = self.first_line.get(row.key)
-            if first is not None:
-                reason = f"line {raw.line_no}: key {row.key!r} already appears at line {first}"
-                out.rejects.append((raw.line_no, "DUPLICATE_KEY", reason, raw.raw_text))
-                continue
-            self.first_line[row.key] = raw.line_no
             row.raw_text = raw.raw_text
             # Only the JSON texts are written from here on: drop what would only cost pickling.
             row.raw = row.normalized = {}
@@ -201,21 +207,112 @@ class _Chunker:
             out.rows.append(row)
         return out
 
+    def dedupe(self, mapped: _Mapped) -> _Mapped:
+        """Reject a key already seen earlier in the file (rows come in file order)."""
+        kept: list[MappedRow] = []
+        late: list[tuple[int, str, str, str]] = []
+        for row in mapped.rows:
+            first = self.first_line.get(row.key)
+            if first is not None:
+                reason = f"line {row.line_no}: key {row.key!r} already appears at line {first}"
+                late.append((row.line_no, "DUPLICATE_KEY", reason, row.raw_text))
+                continue
+            self.first_line[row.key] = row.line_no
+            kept.append(row)
+        if late:
+            mapped.rejects = sorted([*mapped.rejects, *late])
+        mapped.rows = kept
+        return mapped
 
-def _mapped_chunks(
-    reader: SourceReader, mapping: Mapping, chunk_rows: int, after_line: int
-) -> Iterator[_Mapped]:
-    chunker = _Chunker(mapping, reader.info.columns)
+
+def _raw_chunks(
+    reader: SourceReader, chunk_rows: int, after_line: int
+) -> Iterator[tuple[list[RawRow], int]]:
+    """The file's rows after ``after_line``, in chunks, each with the bytes read so far."""
     chunk: list[RawRow] = []
     for row in reader:
         if row.line_no <= after_line:
             continue
         chunk.append(row)
         if len(chunk) >= chunk_rows:
-            yield chunker.split(chunk, reader.bytes_read())
+            yield chunk, reader.bytes_read()
             chunk = []
     if chunk:
-        yield chunker.split(chunk, reader.bytes_read())
+        yield chunk, reader.bytes_read()
+
+
+def _mapped_chunks(
+    reader: SourceReader, mapping: Mapping, chunk_rows: int, after_line: int
+) -> Iterator[_Mapped]:
+    chunker = _Chunker(mapping, reader.info.columns)
+    for rows, bytes_read in _raw_chunks(reader, chunk_rows, after_line):
+        yield chunker.split(rows, bytes_read)
+
+
+# Mapping processes of the reading worker: each maps whole chunks (mapping, typing and, for
+# customers, every quality normalizer: the costly part), in file order.
+_POOL_CHUNKER: _Chunker | None = None
+
+
+def _start_mapping_process(mapping: Mapping, columns: list[str]) -> None:
+    global _POOL_CHUNKER
+    _POOL_CHUNKER = _Chunker(mapping, columns)
+
+
+def _map_in_pool(rows: list[RawRow], bytes_read: int) -> _Mapped:
+    assert _POOL_CHUNKER is not None
+    return _POOL_CHUNKER.map_rows(rows, bytes_read)
+
+
+def _pooled_chunks(
+    reader: SourceReader, mapping: Mapping, chunk_rows: int, after_line: int, processes: int
+) -> Iterator[_Mapped]:
+    """The same chunks as ``_mapped_chunks``, with the mapping spread over ``processes``
+    processes in tasks of at most ``POOL_TASK_ROWS`` rows (each process holds little at a
+    time), put back together in file order. At most two tasks per process are in flight."""
+    chunker = _Chunker(mapping, reader.info.columns)
+    if mapping.entity is EntityKind.customer:
+        quality_record.preload()  # loaded once here, shared by the forked processes
+    ctx = multiprocessing.get_context("fork")
+    task_rows = min(chunk_rows, POOL_TASK_ROWS)
+    # (results of one chunk's tasks so far, how many tasks that chunk has); file order
+    chunks: deque[tuple[list[_Mapped], int]] = deque()
+    pending: deque[AsyncResult[_Mapped]] = deque()
+
+    def collect() -> Iterator[_Mapped]:
+        """Take the oldest task's result; yield its chunk when the chunk is complete."""
+        parts, tasks = chunks[0]
+        parts.append(chunker.dedupe(pending.popleft().get()))
+        if len(parts) == tasks:
+            chunks.popleft()
+            yield _merge(parts)
+
+    with ctx.Pool(
+        processes, initializer=_start_mapping_process, initargs=(mapping, reader.info.columns)
+    ) as pool:
+        for rows, bytes_read in _raw_chunks(reader, chunk_rows, after_line):
+            starts = range(0, len(rows), task_rows)
+            chunks.append(([], len(starts)))
+            for start in starts:
+                task = rows[start : start + task_rows]
+                pending.append(pool.apply_async(_map_in_pool, (task, bytes_read)))
+                while len(pending) > 2 * processes:
+                    yield from collect()
+        while pending:
+            yield from collect()
+
+
+def _merge(parts: list[_Mapped]) -> _Mapped:
+    """Consecutive mapped pieces as one chunk."""
+    if len(parts) == 1:
+        return parts[0]
+    return _Mapped(
+        [row for part in parts for row in part.rows],
+        [reject for part in parts for reject in part.rejects],
+        sum(part.read for part in parts),
+        parts[-1].last_line,
+        parts[-1].bytes_read,
+    )
 
 
 class _InProcessReading:
@@ -252,7 +349,9 @@ def _reading_worker(path: Path, mapping: Mapping, chunk_rows: int, channel: Conn
             after_line = channel.recv()
             if after_line is None:
                 return
-            for mapped in _mapped_chunks(reader, mapping, chunk_rows, after_line):
+            for mapped in _pooled_chunks(
+                reader, mapping, chunk_rows, after_line, MAPPING_PROCESSES
+            ):
                 send(("chunk", mapped))
         send(("end", None))
     except (BrokenPipeError, EOFError):
@@ -271,7 +370,10 @@ class _WorkerReading:
         ctx = multiprocessing.get_context("fork")
         self.channel, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
-            target=_reading_worker, args=(path, mapping, chunk_rows, child), daemon=True
+            # not a daemon: it starts the mapping processes; ``close`` (always called) ends it
+            target=_reading_worker,
+            args=(path, mapping, chunk_rows, child),
+            daemon=False,
         )
         self.process.start()
         child.close()

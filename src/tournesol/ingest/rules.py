@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import ChainMap
 from collections.abc import Callable
 from collections.abc import Mapping as TMapping
 from dataclasses import dataclass, field
@@ -617,25 +618,28 @@ class RowMapper:
         for name, reason in quality.unreadable.items():
             column = next((c for n, c, _ in self.fields if n == name), name)
             raise RowRejected("INVALID_DATE", f"{where}: column {column!r} ({name}): {reason}")
-        for name, value in (*settled.items(), *quality.values.items()):
-            limit = self.limits.get(name, 0)
-            if limit and isinstance(value, str) and len(value) > limit:
-                reason = f"{where}: {name} is {len(value)} characters, the limit is {limit}"
-                raise RowRejected("VALUE_TOO_LONG", reason)
-        typed.update(quality.values)
+        limits = self.limits
         normalized = row.normalized
-        for name, value in (*settled.items(), *quality.values.items()):
-            if value is None:
-                normalized.pop(name, None)
-            else:
-                normalized[name] = to_json_value(value)
+        for produced in (settled, quality.values):
+            for name, value in produced.items():
+                if value is None:
+                    normalized.pop(name, None)
+                    continue
+                if value.__class__ is str:
+                    limit = limits.get(name, 0)
+                    if limit and len(value) > limit:
+                        reason = f"{where}: {name} is {len(value)} characters, the limit is {limit}"
+                        raise RowRejected("VALUE_TOO_LONG", reason)
+                    normalized[name] = value
+                else:
+                    normalized[name] = to_json_value(value)
+        typed.update(quality.values)
         normalized["quality"] = quality.to_json()
         row.flags = quality.flags
         row.organisation = customer_rules.organisation_values(typed)
         email_key = typed.get("email_key")
-        declared = self._identifiers(
-            {**typed, **quality.moved, **({"email": email_key} if email_key else {})}
-        )
+        overrides = {**quality.moved, **({"email": email_key} if email_key else {})}
+        declared = self._identifiers(ChainMap(overrides, typed) if overrides else typed)
         if declared:
             normalized["identifiers"] = dict(declared)
 
