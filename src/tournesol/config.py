@@ -22,7 +22,7 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: sqlite:///path.db (default) or postgresql+psycopg://...",
     )
     import_chunk_rows: int = Field(
-        default=50_000,
+        default=10_000,
         ge=100,
         le=1_000_000,
         description="Rows committed together during an import (one atomic step).",

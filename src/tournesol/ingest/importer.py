@@ -472,7 +472,7 @@ def import_file(
     path: Path,
     mapping: Mapping,
     *,
-    chunk_rows: int = 50_000,
+    chunk_rows: int = 10_000,
     progress: Progress | None = None,
     after_chunk: Callable[[int], None] | None = None,
     parallel: bool | None = None,
