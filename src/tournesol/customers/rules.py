@@ -92,11 +92,6 @@ def _identifier_cleaner(kind: str) -> Callable[[str], str]:
     return str.strip
 
 
-def identifiers(values: Mapping[str, Any], spec: Mapping[str, str]) -> list[tuple[str, str]]:
-    """``(kind, value)`` pairs declared by the mapping's ``identifiers`` section."""
-    return identifier_extractor(spec)(values)
-
-
 def organisation_key(org: Mapping[str, Any]) -> str:
     """How an organisation is known: its SIRET (establishment), else its SIREN."""
     return str(org.get("siret") or org["siren"])

@@ -59,7 +59,3 @@ def severity(code: str) -> Severity:
     """The severity of a flag code; an unknown code counts as a warning."""
     flag = all_flags().get(code)
     return flag.severity if flag else Severity.WARNING
-
-
-def is_invalid(code: str) -> bool:
-    return severity(code) is Severity.INVALID

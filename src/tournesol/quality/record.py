@@ -22,7 +22,7 @@ from functools import cache
 from typing import Any
 
 from tournesol.quality import addresses, business, dates, emails, names, phones
-from tournesol.quality.base import Severity
+from tournesol.quality.base import Severity, blank
 from tournesol.quality.flags import all_flags
 
 # Bump when a rule changes what a record normalizes to: files already imported under an older
@@ -114,8 +114,8 @@ def _codes(level: Severity) -> frozenset[str]:
 
 
 def _text(value: Any) -> str | None:
-    if value is None:
-        return None
+    if value is None or value.__class__ is str:
+        return value
     if isinstance(value, datetime | date):
         return value.isoformat()
     return str(value)
@@ -178,14 +178,14 @@ _KEY_FIELDS = {n: f"{n}_key" for n in ("civility", "first_name", "last_name", "m
 def _person(values: Mapping[str, Any], out: RecordQuality) -> None:
     given = {k: values.get(k) for k in ("civility", "first_name", "last_name", "maiden_name")}
     full = values.get("full_name")
-    if all(_absent(v) for v in given.values()) and _absent(full):
+    if all(blank(v) for v in given.values()) and blank(full):
         return
     person = names.normalize_person(
-        civility=_str(given["civility"]),
-        first_name=_str(given["first_name"]),
-        last_name=_str(given["last_name"]),
-        maiden_name=_str(given["maiden_name"]),
-        full_name=_str(full),
+        civility=_text(given["civility"]),
+        first_name=_text(given["first_name"]),
+        last_name=_text(given["last_name"]),
+        maiden_name=_text(given["maiden_name"]),
+        full_name=_text(full),
     )
     record_flags: tuple[str, ...] = ()
     if person.flags:  # the person-level ones (swap, order, maiden) go with both names
@@ -204,7 +204,7 @@ def _person(values: Mapping[str, Any], out: RecordQuality) -> None:
     ):
         original = given[name]
         value = result.value
-        if value is None and _absent(original):
+        if value is None and blank(original):
             continue
         flags = result.flags
         if record_flags and name in ("first_name", "last_name"):
@@ -231,7 +231,7 @@ def _birth_date(
     values: Mapping[str, Any], out: RecordQuality, formats: tuple[str, ...], today: date | None
 ) -> None:
     raw = values.get("birth_date")
-    if _absent(raw):
+    if blank(raw):
         return
     result = dates.normalize_date(raw, formats=formats, birth=True, today=today)
     if result.date is None:
@@ -243,7 +243,7 @@ def _birth_date(
 
 def _email(values: Mapping[str, Any], out: RecordQuality) -> None:
     raw = values.get("email")
-    if _absent(raw):
+    if blank(raw):
         return
     result = emails.normalize_email(str(raw))
     out.values["email"] = result.value
@@ -259,9 +259,7 @@ def _phones(values: Mapping[str, Any], out: RecordQuality) -> None:
     column's slot went to a valid number); a valid number that finds no free slot is kept as
     ``phone_other`` (``phone_other_2`` for a second one)."""
     order = ("phone_mobile", "phone_fixed", "phone")
-    results = {
-        n: phones.normalize_phone(str(values[n])) for n in order if not _absent(values.get(n))
-    }
+    results = {n: phones.normalize_phone(str(values[n])) for n in order if not blank(values.get(n))}
     if not results:
         return
     placed: dict[str, str] = {}  # slot -> column it came from
@@ -300,19 +298,19 @@ def _phones(values: Mapping[str, Any], out: RecordQuality) -> None:
 
 def _address(values: Mapping[str, Any], out: RecordQuality) -> None:
     for name in ADDRESS_INPUTS[:-1]:  # the country alone is no address
-        if not _absent(values.get(name)):
+        if not blank(values.get(name)):
             break
     else:
         return
     result = addresses.normalize_address(
-        complement=_str(values.get("address_complement")),
-        building=_str(values.get("address_building")),
-        street=_str(values.get("address_street")),
-        special=_str(values.get("address_special")),
-        postal_code=_str(values.get("postal_code")),
-        city=_str(values.get("city")),
-        country=_str(values.get("country")),
-        free_text=_str(values.get("address")),
+        complement=_text(values.get("address_complement")),
+        building=_text(values.get("address_building")),
+        street=_text(values.get("address_street")),
+        special=_text(values.get("address_special")),
+        postal_code=_text(values.get("postal_code")),
+        city=_text(values.get("city")),
+        country=_text(values.get("country")),
+        free_text=_text(values.get("address")),
     )
     out.values.update(
         {
@@ -327,7 +325,7 @@ def _address(values: Mapping[str, Any], out: RecordQuality) -> None:
             "insee_code": result.insee_code,
         }
     )
-    original = {k: v for k in ADDRESS_INPUTS if (v := values.get(k)) is not None and not _absent(v)}
+    original = {k: v for k in ADDRESS_INPUTS if not blank(v := values.get(k))}
     shown = " | ".join(_text(v) or "" for v in original.values())
     out.note("address", shown, result.value, result.flags)
     if result.value is not None and shown == result.value:
@@ -345,7 +343,7 @@ _BUSINESS_CHECKS: tuple[tuple[str, Callable[[str], Any]], ...] = (
 def _business(values: Mapping[str, Any], out: RecordQuality) -> None:
     for name, check in _BUSINESS_CHECKS:
         raw = values.get(name)
-        if raw is None or _absent(raw):
+        if blank(raw):
             continue
         result = check(str(raw))
         out.values[name] = result.value
@@ -376,16 +374,3 @@ def _score(out: RecordQuality) -> None:
     out.completeness = round(filled / 100, 3)
     out.validity = round(valid / filled, 3) if filled else 1.0
     out.values["quality_score"] = out.score
-
-
-def _absent(value: Any) -> bool:
-    """None, or text with nothing but spaces (the mapping has stripped most already)."""
-    return value is None or value == "" or (value.__class__ is str and value.isspace())
-
-
-def _str(value: Any) -> str | None:
-    if value is None or value.__class__ is str:
-        return value
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)

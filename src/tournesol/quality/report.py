@@ -16,7 +16,6 @@ from typing import Any
 
 from tournesol.quality.base import Severity
 from tournesol.quality.flags import all_flags, severity
-from tournesol.quality.record import SCORE_WEIGHTS
 
 # The fields the report shows, in this order (others found in records follow).
 FIELD_ORDER = (
@@ -180,8 +179,3 @@ class ReportBuilder:
     def build(self, generated_at: datetime) -> QualityReport:
         ordered = sorted(self._sources.values(), key=lambda s: (s.entity != "customer", s.source))
         return QualityReport(generated_at, ordered)
-
-
-def scored_fields() -> tuple[str, ...]:
-    """The fields that weigh in the score (docs/quality.md)."""
-    return tuple(SCORE_WEIGHTS)
