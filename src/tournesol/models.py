@@ -10,6 +10,14 @@ from tournesol.customers.models import (
     Zone,
 )
 from tournesol.db import Base
+from tournesol.identity.models import (
+    IdentityModel,
+    IdentityRun,
+    MatchProfile,
+    MatchReview,
+    MergeEvent,
+    MergeMove,
+)
 from tournesol.ingest.models import ImportBatch, Reject, Source, SourceRecord, SourceRecordVersion
 from tournesol.interactions.models import Interaction, Product, Transaction, TransactionLine
 
@@ -18,9 +26,15 @@ __all__ = [
     "Brand",
     "Consent",
     "Customer",
+    "IdentityModel",
+    "IdentityRun",
     "Identifier",
     "ImportBatch",
     "Interaction",
+    "MatchProfile",
+    "MatchReview",
+    "MergeEvent",
+    "MergeMove",
     "Organisation",
     "OrganisationContact",
     "Preference",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from typing import Any
+
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tournesol.db import Base, BigId, UtcDateTime, utcnow
@@ -53,6 +55,8 @@ class Customer(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     customer_type: Mapped[str] = mapped_column(String(20), default="customer")  # or prospect
     status: Mapped[str] = mapped_column(String(20), default="active")  # active, merged, erased
+    # When merged: the customer it now lives in (merge_event has the details).
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True)
     civility: Mapped[str | None] = mapped_column(String(20))
     first_name: Mapped[str | None] = mapped_column(String(100))
     last_name: Mapped[str | None] = mapped_column(String(100))
@@ -77,6 +81,9 @@ class Customer(Base):
     # 0-100: how complete and valid the contact data is (docs/quality.md)
     quality_score: Mapped[int | None] = mapped_column(Integer)
     language: Mapped[str | None] = mapped_column(String(8))
+    # Per golden column: {"record": source record id, "source": name, "rule": survivorship rule}
+    # (docs/identity.md); NULL while the customer is the projection of its only record.
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
     zone_id: Mapped[int | None] = mapped_column(ForeignKey("zone.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,0 +1,1 @@
+"""Unit tests of identity resolution's pure rules (no database)."""
