@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tournesol import __version__
-from tournesol.cli import db, export, imports, quality
+from tournesol.cli import db, export, identity, imports, quality
 
 app = typer.Typer(
     help="Tournesol: one customer repository, every source, every channel.",
@@ -20,6 +20,7 @@ app.command("import")(imports.import_command)
 app.add_typer(imports.batches_app, name="batches")
 app.add_typer(export.app, name="export")
 app.add_typer(quality.app, name="quality")
+app.add_typer(identity.app, name="identity")
 
 
 @app.command()

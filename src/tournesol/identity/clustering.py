@@ -7,9 +7,10 @@ birth dates, two mobiles at one address) and no pair across them was rejected by
 Links are taken strongest first (deterministic ones, then by match probability), so the best
 evidence decides which group a record joins.
 
-A record that links strongly to two groups that cannot be joined is *ambiguous* (a record
-without a birth date, named like a mother and her daughter at one address): it joins neither,
-and its links go to the review queue. Records already together in a customer (``preset``)
+A record that links to two groups that cannot be joined, and is tied to its own group by the
+model's probability alone (no shared identifier), is *ambiguous* (a record without a birth
+date, named like a mother and her daughter at one address): it joins neither, and its links go
+to the review queue. Records already together in a customer (``preset``)
 stay together: only an unmerge separates them.
 """
 
@@ -112,7 +113,8 @@ def cluster(
             accepted.append(link)
         else:
             refused.append(Refusal(link, reason))
-    ambiguous = _ambiguous(groups, refused, profiles, banned, check, preset_links)
+    anchored = {r for k in accepted if k.rule != "probabilistic" for r in (k.a, k.b)}
+    ambiguous = _ambiguous(groups, refused, profiles, banned, check, preset_links, anchored)
     if not ambiguous:
         return Clusters(sorted(sorted(m) for m in groups.members.values()), accepted, refused)
     # Detach the ambiguous records and regroup the rest by the links that remain.
@@ -159,10 +161,12 @@ def _ambiguous(
     banned: set[tuple[int, int]],
     check: Callable[[Mapping[str, Any], Mapping[str, Any]], str | None],
     preset_links: list[tuple[int, int]],
+    anchored: set[int],
 ) -> set[int]:
-    """Records with a refused link to a group they themselves agree with entirely: they could
-    be either person. Records of an existing customer are never detached here."""
-    locked = {n for pair in preset_links for n in pair}
+    """Records joined to their group by probabilistic links only, with a refused link to
+    another group they themselves agree with entirely: they could be either person. Records of
+    an existing customer, or tied to their group by a deterministic link, stay."""
+    locked = anchored | {n for pair in preset_links for n in pair}
     out: set[int] = set()
     for refusal in refused:
         link = refusal.link

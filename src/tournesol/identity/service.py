@@ -494,3 +494,261 @@ class _Timer:
         now = time.perf_counter()
         self.laps[name] = round(self.laps.get(name, 0.0) + now - self.last, 2)
         self.last = now
+
+
+# --- records, reviews, unmerges, explanations ----------------------------------------------
+class IdentityError(Exception):
+    """A request identity resolution cannot serve; the message says why and what to do."""
+
+
+def record_id(session: Session, ref: str) -> int:
+    """A customer source record named by its id (``1234``) or ``source:key``."""
+    from tournesol.ingest.models import Source
+
+    text = ref.strip()
+    if text.isdigit():
+        found = session.get(SourceRecord, int(text))
+        if found is None or found.entity != "customer":
+            raise IdentityError(f"there is no customer record {text}")
+        return found.id
+    source, sep, key = text.partition(":")
+    if not sep:
+        raise IdentityError(
+            f"{ref!r} is neither a record id nor source:key (e.g. loyalty:2990105257431)"
+        )
+    rid = session.scalar(
+        select(SourceRecord.id)
+        .join(Source, Source.id == SourceRecord.source_id)
+        .where(
+            Source.name == source, SourceRecord.source_key == key, SourceRecord.entity == "customer"
+        )
+    )
+    if rid is None:
+        raise IdentityError(f"source {source!r} has no customer record with key {key!r}")
+    return int(rid)
+
+
+def profile_of(session: Session, rid: int) -> dict[str, Any]:
+    """A record's profile with its customer and source, for display and scoring."""
+    from tournesol.ingest.models import Source
+
+    row = session.execute(
+        select(MatchProfile, SourceRecord.customer_id, SourceRecord.source_key, Source.name)
+        .join(SourceRecord, SourceRecord.id == MatchProfile.record_id)
+        .join(Source, Source.id == SourceRecord.source_id)
+        .where(MatchProfile.record_id == rid)
+    ).first()
+    if row is None:
+        raise IdentityError(
+            f"record {rid} has no match profile yet: run `tournesol identity resolve` first"
+        )
+    prof, customer_id, key, source = row
+    out: dict[str, Any] = {"unique_id": rid, "customer_id": customer_id}
+    out.update({c: getattr(prof, c) for c in features.PROFILE_COLUMNS})
+    out["source"] = source
+    out["source_key"] = key
+    return out
+
+
+@dataclass
+class Explanation:
+    left: dict[str, Any]
+    right: dict[str, Any]
+    probability: float | None
+    match_weight: float | None
+    comparisons: list[tuple[str, str, float]]  # (comparison, level, match weight)
+    deterministic: str | None
+    conflict: str | None
+    decision: decisions.Decision | None
+    model_version: int | None
+
+
+def explain(session: Session, a: str, b: str) -> Explanation:
+    """Why two records are, or are not, one person: the model's weight per comparison, the
+    deterministic rule, the conflict guard, and the decision they lead to."""
+    left = profile_of(session, record_id(session, a))
+    right = profile_of(session, record_id(session, b))
+    model = latest_model(session)
+    determ = features.deterministic(left, right)
+    verdict = features.conflict(left, right)
+    out = Explanation(
+        left,
+        right,
+        None,
+        None,
+        [],
+        determ,
+        verdict.reason if verdict.conflict else None,
+        None,
+        None,
+    )
+    if model is None:
+        return out
+    out.model_version = model.version
+    tf = _term_frequencies(session, left, right)
+    engine = Engine()
+    try:
+        scored = engine.explain(
+            model.settings, {**_splink_record(left), **tf[0]}, {**_splink_record(right), **tf[1]}
+        )
+    finally:
+        engine.close()
+    out.probability = float(scored["match_probability"])
+    out.match_weight = float(scored["match_weight"])
+    for comparison in model.settings["comparisons"]:
+        name = comparison["output_column_name"]
+        gamma = scored.get(f"gamma_{name}")
+        level = _level(comparison["comparison_levels"], gamma)
+        weight = scored.get(f"mw_{name}") or 0.0
+        tf_adj = scored.get(f"mw_tf_adj_{name}") or 0.0
+        out.comparisons.append(
+            (name, str(level.get("label_for_charts", gamma)), float(weight) + float(tf_adj))
+        )
+    out.decision = decisions.decide(left, right, out.probability)
+    return out
+
+
+def _level(levels: list[dict[str, Any]], gamma: Any) -> dict[str, Any]:
+    """The comparison level a comparison vector value stands for: -1 is the null level, the
+    others count down from the first non-null level to 0 (the else level)."""
+    real = [lv for lv in levels if not lv.get("is_null_level")]
+    if gamma is None or int(gamma) < 0:
+        return next((lv for lv in levels if lv.get("is_null_level")), {"label_for_charts": "null"})
+    index = len(real) - 1 - int(gamma)
+    return real[index] if 0 <= index < len(real) else {}
+
+
+def _splink_record(prof: Mapping[str, Any]) -> dict[str, Any]:
+    return {c: prof.get(c) for c in RECORD_COLUMNS}
+
+
+def _term_frequencies(
+    session: Session, *records: Mapping[str, Any]
+) -> list[dict[str, float | None]]:
+    """How common each record's first name, last name and e-mail are in the base."""
+    from tournesol.identity.engine import TF_COLUMNS
+
+    total = session.scalar(select(func.count()).select_from(MatchProfile)) or 1
+    out: list[dict[str, float | None]] = []
+    for rec in records:
+        tfs: dict[str, float | None] = {}
+        for column in TF_COLUMNS:
+            value = rec.get(column)
+            if value is None:
+                tfs[f"tf_{column}"] = None
+                continue
+            n = session.scalar(
+                select(func.count())
+                .select_from(MatchProfile)
+                .where(getattr(MatchProfile, column) == value)
+            )
+            tfs[f"tf_{column}"] = max(int(n or 0), 1) / total
+        out.append(tfs)
+    return out
+
+
+@dataclass
+class ReviewItem:
+    review: MatchReview
+    left: dict[str, Any]
+    right: dict[str, Any]
+
+
+def review_queue(session: Session, *, limit: int = 20, status: str = "pending") -> list[ReviewItem]:
+    """Pairs waiting for a decision, the most likely matches first."""
+    reviews = session.scalars(
+        select(MatchReview)
+        .where(MatchReview.status == status)
+        .order_by(MatchReview.score.desc(), MatchReview.id)
+        .limit(limit)
+    ).all()
+    return [
+        ReviewItem(r, profile_of(session, r.record_a_id), profile_of(session, r.record_b_id))
+        for r in reviews
+    ]
+
+
+def count_reviews(session: Session, *, status: str = "pending") -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(MatchReview).where(MatchReview.status == status)
+        )
+        or 0
+    )
+
+
+def decide_review(
+    session: Session, review_id: int, *, accept: bool, actor: str, note: str | None = None
+) -> str:
+    """Accept (merge the two records' customers now) or reject (they are two persons, for
+    good) a pair of the queue; returns what was done."""
+    review = session.get(MatchReview, review_id)
+    if review is None:
+        raise IdentityError(
+            f"there is no review {review_id}: `tournesol identity review` lists them"
+        )
+    if review.status != "pending":
+        raise IdentityError(f"review {review_id} was already decided ({review.status})")
+    a = session.get(SourceRecord, review.record_a_id)
+    b = session.get(SourceRecord, review.record_b_id)
+    assert a is not None and b is not None and a.customer_id and b.customer_id
+    review.decided_at = utcnow()
+    review.decided_by = actor
+    review.note = note
+    if not accept:
+        review.status = "rejected"
+        if a.customer_id == b.customer_id:
+            return (
+                f"rejected; records {a.id} and {b.id} are already one customer "
+                f"({a.customer_id}) through other links: `tournesol identity history "
+                f"{a.customer_id}` shows the merges to undo"
+            )
+        return f"rejected: records {a.id} and {b.id} will never be merged"
+    review.status = "accepted"
+    if a.customer_id == b.customer_id:
+        return f"accepted; records {a.id} and {b.id} were already one customer ({a.customer_id})"
+    run = IdentityRun(mode="review", started_at=utcnow(), stats={"review_id": review_id})
+    session.add(run)
+    session.flush()
+    survivor, absorbed = sorted((a.customer_id, b.customer_id))
+    plan = MergePlan(
+        survivor=survivor,
+        absorbed=[absorbed],
+        rule="review",
+        score=review.score,
+        reason=f"accepted by {actor} (review {review_id})" + (f": {note}" if note else ""),
+        evidence={
+            absorbed: {
+                "rule": "review",
+                "score": review.score,
+                "records": [a.id, b.id],
+                "reason": f"review {review_id} accepted by {actor}",
+            }
+        },
+    )
+    merge(session, [plan], run_id=run.id, actor=actor)
+    run.merges = 1
+    run.finished_at = utcnow()
+    return f"accepted: customer {absorbed} merged into customer {survivor}"
+
+
+def unmerge_event(session: Session, event_id: int, *, actor: str, reason: str | None) -> str:
+    from tournesol.identity.merges import MergeError, unmerge
+
+    try:
+        event = unmerge(session, event_id, actor=actor, reason=reason)
+    except MergeError as exc:
+        raise IdentityError(str(exc)) from exc
+    return (
+        f"merge {event_id} undone: customer {event.absorbed_id} is separate from customer "
+        f"{event.survivor_id} again, and they will not be merged again automatically"
+    )
+
+
+def history(session: Session, customer_id: int) -> list[Any]:
+    """The merge events of a customer (as survivor or absorbed), oldest first."""
+    from tournesol.identity.merges import active_events_of
+
+    if session.get(Customer, customer_id) is None:
+        raise IdentityError(f"there is no customer {customer_id}")
+    return active_events_of(session, customer_id)
