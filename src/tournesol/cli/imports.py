@@ -21,8 +21,14 @@ def import_command(
     mapping: Path | None = typer.Option(
         None, "--mapping", "-m", help="YAML mapping (default: mappings/SOURCE.yaml)."
     ),
+    resolve: bool = typer.Option(
+        True,
+        "--resolve/--no-resolve",
+        help="Match the batch's customer records against the base afterwards (incremental).",
+    ),
 ) -> None:
-    """Import FILE as SOURCE: every row becomes a record or a reject with its reason."""
+    """Import FILE as SOURCE: every row becomes a record or a reject with its reason. Customer
+    records are then matched against the existing customers (identity resolution)."""
     from tournesol.ingest.importer import import_file
     from tournesol.ingest.readers import ReadError
     from tournesol.ingest.schemas import MappingError, load_mapping
@@ -69,6 +75,15 @@ def import_command(
                 code=130,
             )
     print_report(report)
+    if resolve and spec.entity.value == "customer" and report.accepted + report.updated:
+        from tournesol.cli.identity import print_report as print_resolution
+        from tournesol.identity.service import resolve as run_resolution
+
+        with console.status("Matching the new records against the customers...") as status:
+            resolution = run_resolution(
+                factory, progress=lambda msg: status.update(f"Identity resolution: {msg}")
+            )
+        print_resolution(resolution)
 
 
 def print_report(report: ImportReport) -> None:

@@ -92,23 +92,37 @@ def create_from_records(
 
 def refresh_from_records(
     session: Session, *, record_ids: Sequence[int], brand_id: int | None
-) -> None:
+) -> list[int]:
     """Rewrite the golden fields of the customers behind these records from the records' new
-    normalized fields (a field the record no longer has becomes empty)."""
+    normalized fields (a field the record no longer has becomes empty), for customers that
+    are still the projection of their one record. Returns the other customers (golden records
+    built by survivorship from several records): the caller rebuilds those."""
     if not record_ids:
-        return
+        return []
     projection = _projection(session)
     now = utcnow()
-    for part in chunked(list(record_ids), Dialect.of(session).max_params - 10):
+    dialect = Dialect.of(session)
+    rebuilt: list[int] = []
+    for part in chunked(list(record_ids), dialect.max_params - 10):
         session.execute(
             update(Customer)
             .where(
                 Customer.id == SourceRecord.customer_id,
-                Dialect.of(session).among(SourceRecord.id, part),
+                dialect.among(SourceRecord.id, part),
+                Customer.provenance.is_(None),
             )
             .values(**projection, brand_id=brand_id, updated_at=now),
             execution_options={"synchronize_session": False},
         )
+        rebuilt.extend(
+            session.scalars(
+                select(Customer.id)
+                .join(SourceRecord, SourceRecord.customer_id == Customer.id)
+                .where(dialect.among(SourceRecord.id, part), Customer.provenance.is_not(None))
+                .distinct()
+            )
+        )
+    return rebuilt
 
 
 def upsert_organisations(session: Session, *, orgs: Iterable[dict[str, Any]]) -> dict[str, int]:

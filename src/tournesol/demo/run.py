@@ -97,6 +97,14 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> None:
             bar.update(task, completed=1, total=1)
             reports.append(report)
 
+    from tournesol.cli.identity import print_report as print_resolution
+    from tournesol.identity.service import resolve
+
+    with console.status("Identity resolution: one customer per person...") as spinner:
+        resolution = resolve(
+            factory, progress=lambda msg: spinner.update(f"Identity resolution: {msg}")
+        )
+
     planted = _planted_rejects(manifest.truth_path)
     table = Table(title="Imports", title_justify="left")
     for col, justify in (
@@ -132,6 +140,9 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> None:
         _show_store(session)
         _show_rejects(session)
         _show_quality(session)
+    print_resolution(resolution)
+    with unit_of_work(factory) as session:
+        example = _show_merged_example(session)
         crossref = out_dir / "crossref.csv"
         write_csv(crossref, ingest_service.CROSSREF_COLUMNS, ingest_service.crossref_rows(session))
 
@@ -145,6 +156,13 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> None:
         steps.append((f"tournesol batches rejects {with_rejects}", "the rejected rows and why"))
     steps += [
         ("tournesol quality report", "fill, validity and corrections per source and field"),
+        ("tournesol identity review", "pairs of records waiting for a person's decision"),
+    ]
+    if example is not None:
+        steps += [
+            (f"tournesol identity history {example}", "the merges that built one customer"),
+        ]
+    steps += [
         ("tournesol quality report --format html --out q.html", "the same as a page"),
         ("tournesol export customers --out c.csv", "the golden records"),
         ("tournesol demo", "again: every file is recognised, nothing changes"),
@@ -166,7 +184,7 @@ def _show_store(session: Session) -> None:
     )
     rows = [
         ("source records (raw rows with lineage)", _count(session, SourceRecord)),
-        ("golden customers (one per record until identity resolution)", _count(session, Customer)),
+        ("golden customers (one per person)", _active_customers(session)),
         ("organisations (B2B) / contacts", None),
         ("consents (with proof)", _count(session, Consent)),
         ("products", _count(session, Product)),
@@ -186,6 +204,56 @@ def _show_store(session: Session) -> None:
             value_text = f"{value:,}"
         table.add_row(label, value_text)
     console.print(table)
+
+
+def _active_customers(session: Session) -> int:
+    query = select(func.count()).select_from(Customer).where(Customer.status == "active")
+    return session.scalar(query) or 0
+
+
+def _show_merged_example(session: Session) -> int | None:
+    """The golden record of a customer built from the most sources, with where each value
+    came from; returns its id."""
+    from tournesol.ingest.models import Source
+
+    counts = (
+        select(SourceRecord.customer_id, func.count(func.distinct(SourceRecord.source_id)))
+        .where(SourceRecord.entity == "customer", SourceRecord.customer_id.is_not(None))
+        .group_by(SourceRecord.customer_id)
+        .order_by(
+            func.count(func.distinct(SourceRecord.source_id)).desc(), SourceRecord.customer_id
+        )
+        .limit(1)
+    )
+    found = session.execute(counts).first()
+    if found is None or found[1] < 2:
+        return None
+    customer = session.get(Customer, found[0])
+    assert customer is not None
+    sources = dict(
+        session.execute(
+            select(SourceRecord.id, Source.name)
+            .join(Source, Source.id == SourceRecord.source_id)
+            .where(SourceRecord.customer_id == customer.id)
+        ).all()
+    )
+    table = Table(
+        title=f"Customer {customer.id}: one person seen in {found[1]} sources "
+        f"({len(sources)} records)",
+        title_justify="left",
+    )
+    table.add_column("golden field")
+    table.add_column("value")
+    table.add_column("from (record, source, rule)")
+    provenance = customer.provenance or {}
+    for column in ("first_name", "last_name", "birth_date", "email", "phone_mobile",
+                   "address_line4", "address_line6"):  # fmt: skip
+        value = getattr(customer, column)
+        origin = provenance.get(column)
+        where = f"{origin['record']}, {origin['source']}, {origin['rule']}" if origin else ""
+        table.add_row(column, "" if value is None else str(value), where)
+    console.print(table)
+    return customer.id
 
 
 def _show_rejects(session: Session) -> None:

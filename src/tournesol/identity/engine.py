@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 import splink
 from splink import DuckDBAPI, Linker
+from splink.internals.exceptions import SplinkException
 
 from tournesol.identity import splink_settings
 from tournesol.identity.features import PROFILE_COLUMNS, STRONG_IDENTIFIERS
@@ -36,6 +37,15 @@ class ScoredPair:
     b: int
     probability: float
     weight: float
+
+
+def splink_model(model: dict[str, Any]) -> dict[str, Any]:
+    """The stored model without Tournesol's own notes (keys starting with ``tournesol_``)."""
+    return {k: v for k, v in model.items() if not k.startswith("tournesol_")}
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def records_table(rows: Sequence[Sequence[Any]]) -> pa.Table:
@@ -82,9 +92,13 @@ class Engine:
         records, u by random sampling, m by EM on each training blocking rule."""
         settings = splink_settings.settings()
         linker = Linker(self.api.register(name), settings, log_level=logging.ERROR)
-        linker.training.estimate_probability_two_random_records_match(
-            splink_settings.deterministic_rules_for_prior(), recall=0.8
-        )
+        notes: list[str] = []
+        try:
+            linker.training.estimate_probability_two_random_records_match(
+                splink_settings.deterministic_rules_for_prior(), recall=0.8
+            )
+        except SplinkException as exc:  # no near-certain pair at all: keep the default prior
+            notes.append(f"prior not estimated ({_first_line(exc)})")
         total = self.count(name)
         sample = name
         if total > TRAINING_SAMPLE:
@@ -95,18 +109,25 @@ class Engine:
             )
         prior = linker.misc.save_model_to_json()["probability_two_random_records_match"]
         trainer = Linker(self.api.register(sample), settings, log_level=logging.ERROR)
-        trainer.training.estimate_u_using_random_sampling(max_pairs=2_000_000, seed=seed)
+        try:
+            trainer.training.estimate_u_using_random_sampling(max_pairs=2_000_000, seed=seed)
+        except SplinkException as exc:
+            notes.append(f"u not estimated ({_first_line(exc)})")
         for rule in splink_settings.training_blocking_rules():
-            trainer.training.estimate_parameters_using_expectation_maximisation(
-                rule, fix_probability_two_random_records_match=True
-            )
+            try:
+                trainer.training.estimate_parameters_using_expectation_maximisation(
+                    rule, fix_probability_two_random_records_match=True
+                )
+            except SplinkException as exc:  # e.g. no pair of records shares that block yet
+                notes.append(f"EM pass skipped ({_first_line(exc)})")
         model = trainer.misc.save_model_to_json()
         model["probability_two_random_records_match"] = prior
+        model["tournesol_training_notes"] = notes
         return model
 
     # --- scoring -------------------------------------------------------------------------
     def _linker(self, model: dict[str, Any], name: str) -> Linker:
-        linker = Linker(self.api.register(name), model, log_level=logging.ERROR)
+        linker = Linker(self.api.register(name), splink_model(model), log_level=logging.ERROR)
         for column in TF_COLUMNS:
             self.run(
                 f"CREATE OR REPLACE TABLE tf_{column} AS "
@@ -198,7 +219,7 @@ class Engine:
         self, model: dict[str, Any], left: dict[str, Any], right: dict[str, Any]
     ) -> dict[str, Any]:
         """One pair scored with every comparison's level and match weight."""
-        settings = dict(model)
+        settings = splink_model(model)
         settings["retain_intermediate_calculation_columns"] = True
         settings["retain_matching_columns"] = True
         table = records_table([[left.get(c) for c in RECORD_COLUMNS]])

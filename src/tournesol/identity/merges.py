@@ -231,7 +231,7 @@ def refresh_golden(
                 survivorship.Candidate(rid, source, rank, seen, normalized)
             )
         for cid, candidates in grouped.items():
-            golden = survivorship.build_golden(candidates, rules)
+            golden = survivorship.build_golden(_personal_first(candidates), rules)
             updates.append(
                 {
                     "id": cid,
@@ -242,6 +242,30 @@ def refresh_golden(
             )
     for chunk in chunked(updates, 5_000):
         session.execute(update(Customer), list(chunk))
+
+
+WORK_CONTACT_FIELDS = ("email", "phone_mobile", "phone_fixed")
+
+
+def _personal_first(
+    candidates: list[survivorship.Candidate],
+) -> list[survivorship.Candidate]:
+    """A B2B contact record's e-mail and phones are the person's work ones: they stay on the
+    organisation contact and become the golden ones only when no record of the person's own
+    exists."""
+
+    def is_work(c: survivorship.Candidate) -> bool:
+        return bool(c.values.get("org_siret") or c.values.get("org_name"))
+
+    if all(is_work(c) for c in candidates) or not any(is_work(c) for c in candidates):
+        return candidates
+    out: list[survivorship.Candidate] = []
+    for c in candidates:
+        if is_work(c):
+            values = {k: v for k, v in c.values.items() if k not in WORK_CONTACT_FIELDS}
+            c = survivorship.Candidate(c.record_id, c.source, c.trust_rank, c.seen_at, values)
+        out.append(c)
+    return out
 
 
 def unmerge(

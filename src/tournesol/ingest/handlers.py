@@ -121,10 +121,12 @@ def _write_records(
 def handle_customers(
     session: Session, ctx: ChunkContext, new: list[Accepted], changed: list[Accepted]
 ) -> None:
-    """Until identity resolution lands, each new customer record is its own golden customer,
-    projected from the record's normalized fields in SQL; a changed record refreshes its
-    customer. Consents are appended set-based with their proof. Identifiers stay in the
-    records' normalized fields: identity resolution indexes them."""
+    """Each new customer record starts as its own golden customer, projected from the
+    record's normalized fields in SQL; identity resolution (``identity.service.resolve``,
+    run after the import) then merges the records of one person. A changed record refreshes
+    its customer: by projection while the customer has only that record, by the survivorship
+    rules once it has several. Consents are appended set-based with their proof. Identifiers
+    are indexed by identity resolution, from the records' normalized fields."""
     customer_ids = Dialect.of(session).reserve_ids(
         session.connection(),
         Customer.__table__,  # type: ignore[arg-type]
@@ -133,7 +135,13 @@ def handle_customers(
     record_ids = _write_records(session, ctx, new, changed, list(customer_ids))
     customer_service.create_from_records(session, record_ids=record_ids, brand_id=ctx.brand_id)
     changed_ids = [i.existing.id for i in changed if i.existing is not None]
-    customer_service.refresh_from_records(session, record_ids=changed_ids, brand_id=ctx.brand_id)
+    merged = customer_service.refresh_from_records(
+        session, record_ids=changed_ids, brand_id=ctx.brand_id
+    )
+    if merged:  # customers of several records: their golden record follows survivorship
+        from tournesol.identity.merges import refresh_golden
+
+        refresh_golden(session, merged)
     for label, column in ctx.consent_columns.items():
         for ids, updated in ((record_ids, False), (changed_ids, True)):
             consent_service.record_from_records(

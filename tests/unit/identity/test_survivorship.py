@@ -264,13 +264,20 @@ def test_the_address_never_mixes_two_records() -> None:
         insee_code="37261",
         country="FR",
     )
-    # moved: the newer record only knows the town
+    # a newer record (a contest entry) only knows a town: the deliverable address stays,
+    # whole, and never takes the other record's town
     new = cand(2, rank=6, seen=at(9), postal_code="75011", city="Paris", country="FR")
     golden = build_golden([old, new], RULES)
     address = {c: golden.values[c] for c in ADDRESS_COLUMNS}
-    assert address == {c: new.values.get(FIELD_OF[c]) for c in ADDRESS_COLUMNS}
-    assert address["address_line4"] is None  # not the old street in the new town
-    assert {golden.provenance[c].record_id for c in ADDRESS_COLUMNS if address[c]} == {2}
+    assert address == {c: old.values.get(FIELD_OF[c]) for c in ADDRESS_COLUMNS}
+    assert {golden.provenance[c].record_id for c in ADDRESS_COLUMNS if address[c]} == {1}
+    # equally full addresses: the latest wins (the person moved), still whole
+    moved = cand(3, rank=6, seen=at(9), address_street="3 RUE OBERKAMPF",
+                 address_line6="75011 PARIS", postal_code="75011", city="Paris",
+                 insee_code="75111", country="FR")  # fmt: skip
+    golden = build_golden([old, moved], RULES)
+    assert golden.values["address_line4"] == "3 RUE OBERKAMPF"
+    assert {golden.provenance[c].record_id for c in ADDRESS_COLUMNS if golden.values[c]} == {3}
 
 
 def test_civility_and_gender_come_from_one_record() -> None:

@@ -214,6 +214,7 @@ def upgrade() -> None:
     op.add_column("customer", sa.Column("provenance", sa.JSON(), nullable=True))
     op.create_index(op.f("ix_customer_merged_into_id"), "customer", ["merged_into_id"])
 
+
 def downgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
     with op.batch_alter_table("customer", schema=None) as batch_op:
