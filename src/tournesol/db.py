@@ -182,6 +182,13 @@ class Dialect:
             return param
         return cast(param, postgresql.JSONB() if binary else postgresql.JSON())
 
+    def json_entries(self, column: Any, key: str) -> Any:
+        """The (key, value) pairs of the JSON object under ``key`` in a JSON column, as a
+        table-valued function to join (values as text)."""
+        if self.name == "postgresql":
+            return func.jsonb_each_text(column[key]).table_valued("key", "value")
+        return func.json_each(column, f"$.{key}").table_valued("key", "value")
+
     def json_object(self, *pairs: Any) -> Any:
         """A JSON object built in SQL from alternating keys and values (plain Python values are
         bound with an explicit type, which PostgreSQL needs to build JSON from parameters)."""
@@ -290,6 +297,50 @@ class Dialect:
         cursor = raw.cursor()
         try:
             cursor.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({marks})', rows)
+        finally:
+            cursor.close()
+
+    def update_rows(
+        self,
+        conn: Connection,
+        table: Table,
+        key: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """Bulk-update rows by ``key``: tuples of ``columns`` values followed by the key.
+        SQLite: executemany of one UPDATE; PostgreSQL: COPY into a temporary table, then one
+        UPDATE ... FROM. Values go through the columns' type processors, as in copy_rows."""
+        if not rows:
+            return
+        procs = list(enumerate(self._processors(conn, table, [*columns, key])))
+        converted = [
+            [v if p is None or v is None else p(v) for (_, p), v in zip(procs, row, strict=True)]
+            for row in rows
+        ]
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        if self.name == "postgresql":
+            cols = ", ".join(f'"{c}"' for c in (*columns, key))
+            with raw.cursor() as cur:
+                cur.execute(
+                    f'CREATE TEMP TABLE IF NOT EXISTS "tmp_{table.name}_update" '
+                    f'AS SELECT {cols} FROM "{table.name}" WITH NO DATA'
+                )
+                cur.execute(f'TRUNCATE "tmp_{table.name}_update"')
+                with cur.copy(f'COPY "tmp_{table.name}_update" ({cols}) FROM STDIN') as cp:
+                    for row in converted:
+                        cp.write_row(row)
+                sets = ", ".join(f'"{c}" = t."{c}"' for c in columns)
+                cur.execute(
+                    f'UPDATE "{table.name}" SET {sets} FROM "tmp_{table.name}_update" t '
+                    f'WHERE "{table.name}"."{key}" = t."{key}"'
+                )
+            return
+        sets = ", ".join(f'"{c}" = ?' for c in columns)
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(f'UPDATE "{table.name}" SET {sets} WHERE "{key}" = ?', converted)
         finally:
             cursor.close()
 

@@ -186,7 +186,7 @@ def deterministic(a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
             ("last name", bool(a.get("last_name")) and a.get("last_name") == b.get("last_name")),
             (
                 "first name",
-                bool(a.get("first_name"))
+                bool(a.get("first_name") and b.get("first_name"))
                 and _first_names_compatible(a.get("first_name"), b.get("first_name")),
             ),
             (

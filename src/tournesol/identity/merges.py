@@ -6,20 +6,37 @@ contacts) is re-pointed at the survivor, and each re-pointed row is listed in ``
 under the ``merge_event``. The absorbed customer stays, ``status = 'merged'``,
 ``merged_into_id`` = the survivor; both customers' columns as they were are kept in the event.
 
-An unmerge re-points exactly the listed rows back, restores the absorbed customer's columns,
-and restores the survivor's (or, when the survivor changed since, rebuilds its golden record
-from the records it still holds). Merges run set-based (one statement per table for a whole
-run), so that a full resolution can merge hundreds of thousands of customers.
+Identifiers of a source record follow the record (they are not listed, to keep a run of a
+million records fast); other identifiers are listed like any row. An unmerge re-points exactly
+the listed rows (and the identifiers of the listed records) back, restores the absorbed
+customer's columns, and restores the survivor's (or, when the survivor changed since,
+rebuilds its golden record from the records it still holds). Merges run set-based (one
+statement per table for a whole run), so that a full resolution can merge hundreds of
+thousands of customers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Date, String, Table, and_, exists, func, insert, literal, select, update
+import orjson
+from sqlalchemy import (
+    Date,
+    String,
+    Table,
+    Text,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
 
 from tournesol.consent.models import Consent, Preference
@@ -96,11 +113,19 @@ def _customer_rows(session: Session, ids: Sequence[int]) -> dict[int, dict[str, 
     return out
 
 
-def merge(session: Session, plans: Sequence[MergePlan], *, run_id: int, actor: str) -> list[int]:
+def merge(
+    session: Session,
+    plans: Sequence[MergePlan],
+    *,
+    run_id: int,
+    actor: str,
+    progress: Callable[[str], None] | None = None,
+) -> list[int]:
     """Carry out the plans in one go; returns the survivors' ids (golden records rebuilt)."""
     plans = [p for p in plans if p.absorbed]
     if not plans:
         return []
+    say = progress or (lambda _msg: None)
     now = utcnow()
     every = [p.survivor for p in plans] + [a for p in plans for a in p.absorbed]
     rows = _customer_rows(session, every)
@@ -129,10 +154,17 @@ def merge(session: Session, plans: Sequence[MergePlan], *, run_id: int, actor: s
                     "merged_at": now,
                 }
             )
-    for part in chunked(events, 5_000):
-        session.execute(insert(MergeEvent), list(part))
+    say(f"writing {len(events):,} merge events")
     event = cast(Table, MergeEvent.__table__)
+    dialect = Dialect.of(session)
+    conn = session.connection()
+    ids = dialect.reserve_ids(conn, event, len(events))
+    columns = ["id", *events[0]]
+    dialect.copy_rows(
+        conn, event, columns, [(i, *e.values()) for i, e in zip(ids, events, strict=True)]
+    )
     for name, (table, unique) in MOVABLE.items():
+        say(f"re-pointing {name} rows")
         moved = (
             select(event.c.id, _literal(name), table.c.id)
             .join(event, event.c.absorbed_id == table.c.customer_id)
@@ -140,6 +172,8 @@ def merge(session: Session, plans: Sequence[MergePlan], *, run_id: int, actor: s
         )
         if unique:
             moved = moved.where(*_no_clash(table, unique, event, run_id))
+        if name == "identifier":  # those of a record follow it (below), unlisted
+            moved = moved.where(table.c.source_record_id.is_(None))
         session.execute(insert(MergeMove).from_select(["event_id", "table_name", "row_id"], moved))
         session.execute(
             update(table)
@@ -153,6 +187,8 @@ def merge(session: Session, plans: Sequence[MergePlan], *, run_id: int, actor: s
             .values(customer_id=event.c.survivor_id),
             execution_options={"synchronize_session": False},
         )
+        if name == "source_record":
+            _identifiers_follow(session, run_id)
     session.execute(
         update(_CUSTOMER)
         .where(
@@ -164,8 +200,26 @@ def merge(session: Session, plans: Sequence[MergePlan], *, run_id: int, actor: s
         execution_options={"synchronize_session": False},
     )
     survivors = [p.survivor for p in plans]
+    say(f"rebuilding {len(survivors):,} golden records")
     refresh_golden(session, survivors, now=now)
     return survivors
+
+
+def _identifiers_follow(session: Session, run_id: int) -> None:
+    """The identifiers of the records a run moved go with them."""
+    event = cast(Table, MergeEvent.__table__)
+    session.execute(
+        update(Identifier)
+        .where(
+            Identifier.source_record_id == MergeMove.row_id,
+            MergeMove.table_name == "source_record",
+            MergeMove.event_id == event.c.id,
+            event.c.run_id == run_id,
+            event.c.unmerged_at.is_(None),
+        )
+        .values(customer_id=event.c.survivor_id),
+        execution_options={"synchronize_session": False},
+    )
 
 
 def _literal(name: str) -> Any:
@@ -193,6 +247,12 @@ def _no_clash(table: Table, unique: tuple[str, ...], event: Table, run_id: int) 
     ]
 
 
+# Above this many golden records to rebuild, the survivorship rules run in a pool of processes
+# (one per core): at a million records, a full resolution rebuilds about 230,000 of them.
+GOLDEN_POOL_THRESHOLD = 20_000
+_Job = tuple[int, list[tuple[int, str, int, datetime | None, str]]]
+
+
 def refresh_golden(
     session: Session,
     customer_ids: Iterable[int],
@@ -208,40 +268,90 @@ def refresh_golden(
     rules = rules or survivorship.load_rules()
     now = now or utcnow()
     dialect = Dialect.of(session)
-    updates: list[dict[str, Any]] = []
-    for part in chunked(ids, dialect.max_params - 10):
-        grouped: dict[int, list[survivorship.Candidate]] = {}
-        query = (
-            select(
-                SourceRecord.customer_id,
-                SourceRecord.id,
-                Source.name,
-                Source.trust_rank,
-                SourceRecord.updated_at,
-                SourceRecord.normalized,
-            )
-            .join(Source, Source.id == SourceRecord.source_id)
-            .where(
-                dialect.one_of(SourceRecord.customer_id, part),
-                SourceRecord.entity == "customer",
-            )
+    pool = _golden_pool(rules) if len(ids) >= GOLDEN_POOL_THRESHOLD else None
+    try:
+        pending: list[Any] = []
+        for part in chunked(ids, dialect.max_params - 10):
+            jobs = _golden_jobs(session, part)
+            if pool is None:
+                _write_golden(session, _build(jobs, rules), now)
+            else:  # the pool builds this part while this process reads the next one
+                pending.append(pool.map_async(_build_in_pool, _split(jobs, 4)))
+        for result in pending:
+            _write_golden(session, [g for built in result.get() for g in built], now)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def _golden_jobs(session: Session, part: Sequence[int]) -> list[_Job]:
+    dialect = Dialect.of(session)
+    query = (
+        select(
+            SourceRecord.customer_id,
+            SourceRecord.id,
+            Source.name,
+            Source.trust_rank,
+            SourceRecord.updated_at,
+            sql_cast(SourceRecord.normalized, Text),  # orjson reads it 5x faster
         )
-        for cid, rid, source, rank, seen, normalized in session.execute(query):
-            grouped.setdefault(cid, []).append(
-                survivorship.Candidate(rid, source, rank, seen, normalized)
-            )
-        for cid, candidates in grouped.items():
-            golden = survivorship.build_golden(_personal_first(candidates), rules)
-            updates.append(
-                {
-                    "id": cid,
-                    **golden.values,
-                    "provenance": golden.provenance_json(),
-                    "updated_at": now,
-                }
-            )
-    for chunk in chunked(updates, 5_000):
-        session.execute(update(Customer), list(chunk))
+        .join(Source, Source.id == SourceRecord.source_id)
+        .where(dialect.one_of(SourceRecord.customer_id, part), SourceRecord.entity == "customer")
+    )
+    grouped: dict[int, list[tuple[int, str, int, datetime | None, str]]] = {}
+    for cid, rid, source, rank, seen, text in session.execute(query):
+        assert cid is not None
+        grouped.setdefault(cid, []).append((rid, source, rank, seen, text))
+    return list(grouped.items())
+
+
+def _split(jobs: list[_Job], parts: int) -> list[list[_Job]]:
+    step = max(1, -(-len(jobs) // parts))
+    return [jobs[i : i + step] for i in range(0, len(jobs), step)]
+
+
+_POOL_RULES: survivorship.SurvivorshipRules | None = None
+
+
+def _golden_pool(rules: survivorship.SurvivorshipRules) -> Any:
+    import multiprocessing
+    import os
+
+    global _POOL_RULES
+    _POOL_RULES = rules  # inherited by the forked processes
+    return multiprocessing.get_context("fork").Pool(min(os.cpu_count() or 1, 4))
+
+
+def _build_in_pool(jobs: list[_Job]) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    assert _POOL_RULES is not None
+    return _build(jobs, _POOL_RULES)
+
+
+def _build(
+    jobs: list[_Job], rules: survivorship.SurvivorshipRules
+) -> list[tuple[int, dict[str, Any], dict[str, Any]]]:
+    out: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+    for cid, records in jobs:
+        candidates = [
+            survivorship.Candidate(rid, source, rank, seen, orjson.loads(text))
+            for rid, source, rank, seen, text in records
+        ]
+        golden = survivorship.build_golden(_personal_first(candidates), rules)
+        out.append((cid, golden.values, golden.provenance_json()))
+    return out
+
+
+def _write_golden(
+    session: Session, built: list[tuple[int, dict[str, Any], dict[str, Any]]], now: datetime
+) -> None:
+    if not built:
+        return
+    columns = [*survivorship.COLUMNS, "provenance", "updated_at"]
+    rows = [
+        (*(values[c] for c in survivorship.COLUMNS), prov, now, cid) for cid, values, prov in built
+    ]
+    Dialect.of(session).update_rows(session.connection(), _CUSTOMER, "id", columns, rows)
 
 
 WORK_CONTACT_FIELDS = ("email", "phone_mobile", "phone_fixed")
@@ -307,6 +417,15 @@ def unmerge(
                 .where(dialect.one_of(table.c.id, part), table.c.customer_id == survivor.id)
                 .values(customer_id=absorbed.id)
             )
+            if name == "source_record":  # their identifiers go back with them
+                session.execute(
+                    update(Identifier)
+                    .where(
+                        dialect.one_of(Identifier.source_record_id, part),
+                        Identifier.customer_id == survivor.id,
+                    )
+                    .values(customer_id=absorbed.id)
+                )
     session.execute(
         update(_CUSTOMER)
         .where(_CUSTOMER.c.id == absorbed.id)

@@ -38,8 +38,8 @@ class MatchProfile(Base):
     maiden_name: Mapped[str | None] = mapped_column(String(100))
     gender: Mapped[str | None] = mapped_column(String(1))
     birth_date: Mapped[str | None] = mapped_column(String(10))  # ISO text: compared as text
-    email: Mapped[str | None] = mapped_column(String(320), index=True)
-    phone_mobile: Mapped[str | None] = mapped_column(String(40), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone_mobile: Mapped[str | None] = mapped_column(String(40))
     phone_fixed: Mapped[str | None] = mapped_column(String(40))
     postal_code: Mapped[str | None] = mapped_column(String(10))
     city: Mapped[str | None] = mapped_column(String(100))
@@ -50,8 +50,8 @@ class MatchProfile(Base):
     work_email: Mapped[str | None] = mapped_column(String(320))
     work_phone: Mapped[str | None] = mapped_column(String(40))
     record_hash: Mapped[str] = mapped_column(String(32))  # the record version it was built from
-
-    __table_args__ = (Index("ix_match_profile_names", "last_name", "first_name"),)
+    # No secondary index: resolution reads the whole table at once, and each index would cost
+    # the full run about 10 s per million records to maintain.
 
 
 class IdentityModel(Base):
@@ -98,7 +98,7 @@ class MergeEvent(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     survivor_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
     absorbed_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("identity_run.id"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("identity_run.id"), index=True)
     actor: Mapped[str] = mapped_column(String(100))  # "identity resolve" or a user name
     rule: Mapped[str] = mapped_column(String(40))  # deterministic, probabilistic, review, manual
     score: Mapped[float | None] = mapped_column(Float)  # match probability of the best link

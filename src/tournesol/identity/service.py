@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, cast, delete, func, insert, select
+from sqlalchemy import Text, cast, delete, func, insert, literal, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from tournesol.customers.models import Customer, Identifier
-from tournesol.db import Dialect, chunked, unit_of_work, utcnow
+from tournesol.db import Dialect, UtcDateTime, chunked, unit_of_work, utcnow
 from tournesol.identity import decisions, features
 from tournesol.identity.clustering import Link, cluster
 from tournesol.identity.engine import RECORD_COLUMNS, SPLINK_VERSION, Engine, records_table
@@ -93,65 +93,85 @@ def refresh_profiles(factory: sessionmaker[Session], *, progress: Progress | Non
     changed since; commits per chunk (derived data: a rerun finishes the job). Returns how many
     records were (re)profiled."""
     done = 0
-    while True:
-        with unit_of_work(factory) as session:
-            rows = session.execute(
-                select(
-                    SourceRecord.id,
-                    SourceRecord.source_id,
-                    SourceRecord.record_hash,
-                    SourceRecord.customer_id,
-                    cast(SourceRecord.normalized, Text),
-                    MatchProfile.record_id,
-                )
-                .outerjoin(MatchProfile, MatchProfile.record_id == SourceRecord.id)
-                .where(
-                    SourceRecord.entity == "customer",
-                    SourceRecord.customer_id.is_not(None),
-                    (MatchProfile.record_id.is_(None))
-                    | (MatchProfile.record_hash != SourceRecord.record_hash),
-                )
-                .order_by(SourceRecord.id)
-                .limit(PROFILE_CHUNK)
-            ).all()
-            if not rows:
-                return done
-            _write_profiles(session, rows)
-            done += len(rows)
-            if progress:
-                progress(f"profiled {done:,} records")
+    after = 0  # keyset pagination: each chunk starts after the last record seen
+    if True:
+        while True:
+            with unit_of_work(factory) as session:
+                rows = session.execute(
+                    select(
+                        SourceRecord.id,
+                        SourceRecord.source_id,
+                        SourceRecord.record_hash,
+                        SourceRecord.customer_id,
+                        cast(SourceRecord.normalized, Text),
+                        MatchProfile.record_id,
+                    )
+                    .outerjoin(MatchProfile, MatchProfile.record_id == SourceRecord.id)
+                    .where(
+                        SourceRecord.id > after,
+                        SourceRecord.entity == "customer",
+                        SourceRecord.customer_id.is_not(None),
+                        (MatchProfile.record_id.is_(None))
+                        | (MatchProfile.record_hash != SourceRecord.record_hash),
+                    )
+                    .order_by(SourceRecord.id)
+                    .limit(PROFILE_CHUNK)
+                ).all()
+                if not rows:
+                    return done
+                _write_profiles(session, rows)
+                done += len(rows)
+                after = rows[-1][0]
+                if progress:
+                    progress(f"profiled {done:,} records")
+
+
+def _profile_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], list[Any]]]:
+    """Profile values and identifiers of ``(record id, customer id, normalized JSON text)``
+    rows (about 16 µs a record: a process pool costs more than it saves)."""
+    return [(tuple(features.profile(orjson.loads(text)).values()), []) for _, _, text in rows]
 
 
 def _write_profiles(session: Session, rows: Sequence[Any]) -> None:
+    """Profiles built in Python; identifiers copied by the database itself from the records'
+    ``identifiers`` object (one INSERT ... SELECT: two or three per record add up)."""
     dialect = Dialect.of(session)
     stale = [r[0] for r in rows if r[5] is not None]
     for part in chunked(stale, dialect.max_params - 10):
         session.execute(delete(MatchProfile).where(dialect.one_of(MatchProfile.record_id, part)))
         session.execute(delete(Identifier).where(dialect.one_of(Identifier.source_record_id, part)))
-    profiles: list[tuple[Any, ...]] = []
-    ids: list[tuple[Any, ...]] = []
-    now = utcnow()
-    for rid, source_id, record_hash, customer_id, text, _ in rows:
-        normalized = orjson.loads(text)
-        prof = features.profile(normalized)
-        profiles.append((rid, source_id, record_hash, *prof.values()))
-        ids.extend(
-            (customer_id, kind, value[:320], rid, now)
-            for kind, value in features.identifiers(normalized)
-        )
-    conn = session.connection()
+    built = _profile_rows([(r[0], r[3], r[4]) for r in rows])
+    profiles = [(r[0], r[1], r[2], *values) for r, (values, _) in zip(rows, built, strict=True)]
     dialect.copy_rows(
-        conn,
+        session.connection(),
         MatchProfile.__table__,  # type: ignore[arg-type]
         ["record_id", "source_id", "record_hash", *features.PROFILE_COLUMNS],
         profiles,
     )
-    dialect.copy_rows(
-        conn,
-        Identifier.__table__,  # type: ignore[arg-type]
-        ["customer_id", "kind", "value", "source_record_id", "created_at"],
-        ids,
-    )
+    entries = dialect.json_entries(SourceRecord.normalized, "identifiers")
+    now = literal(utcnow(), UtcDateTime())
+    for part in chunked([r[0] for r in rows], dialect.max_params - 10):
+        found = (
+            select(
+                SourceRecord.customer_id,
+                entries.c.key,
+                func.substr(entries.c.value, 1, 320),
+                SourceRecord.id,
+                now,
+            )
+            .select_from(SourceRecord)
+            .join(entries, true())
+            .where(
+                dialect.among(SourceRecord.id, part),
+                entries.c.value.is_not(None),
+                entries.c.value != "",
+            )
+        )
+        session.execute(
+            insert(Identifier).from_select(
+                ["customer_id", "kind", "value", "source_record_id", "created_at"], found
+            )
+        )
 
 
 def _load_profiles(session: Session) -> list[tuple[Any, ...]]:
@@ -291,7 +311,9 @@ def resolve(
             timer.lap("score")
             if pairs:
                 report.pairs_scored = engine.count(pairs)
-                _match(session, engine, pairs, profiles, report, run, upper=upper, lower=lower)
+                _match(
+                    session, engine, pairs, profiles, report, run, upper=upper, lower=lower, say=say
+                )
             timer.lap("merge")
             report.customers_after = _count_customers(session)
             report.seconds = timer.laps
@@ -317,7 +339,9 @@ def _match(
     *,
     upper: float,
     lower: float,
+    say: Progress,
 ) -> None:
+    say("deciding on candidate pairs")
     banned = _cannot_link(session)
     links: list[Link] = []
     grey: list[tuple[int, int, float, float, str]] = []
@@ -353,6 +377,7 @@ def _match(
             return "the model scores two of these records as different persons"
         return None
 
+    say(f"clustering {len(links):,} links")
     result = cluster(
         nodes,
         links,
@@ -365,12 +390,13 @@ def _match(
     report.refused = len(result.refused)
     plans = _plans(result.groups, result.accepted, profiles)
     if plans:
-        merge(session, plans, run_id=run.id, actor=ACTOR)
+        merge(session, plans, run_id=run.id, actor=ACTOR, progress=say)
     report.merges = sum(len(p.absorbed) for p in plans)
     group_of = {r: i for i, g in enumerate(result.groups) for r in g}
     for refusal in result.refused:
         link = refusal.link
         grey.append((link.a, link.b, link.score, weight_of.get(link.pair, 0.0), refusal.reason))
+    say("queueing pairs for review")
     report.reviews = _queue_reviews(session, grey, group_of, run.id)
 
 

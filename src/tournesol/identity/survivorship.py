@@ -203,13 +203,15 @@ def build_golden(candidates: Sequence[Candidate], rules: SurvivorshipRules) -> G
     if len({c.record_id for c in candidates}) != len(candidates):
         raise ValueError("candidates repeat a record id")
     golden = Golden(dict.fromkeys(COLUMNS))
+    # computed once per record, not once per attribute and comparison
+    recency = {c.record_id: _recency(c) for c in candidates}
     for attribute in rules.attributes:
         if attribute.rule != "top_contributor":
-            _settle(attribute, candidates, golden, Counter())
+            _settle(attribute, candidates, golden, Counter(), recency)
     contributions = Counter(p.record_id for p in golden.provenance.values())
     for attribute in rules.attributes:
         if attribute.rule == "top_contributor":
-            _settle(attribute, candidates, golden, contributions)
+            _settle(attribute, candidates, golden, contributions, recency)
     names = golden.values
     line1 = identity_line(names["civility"], names["first_name"], names["last_name"])
     golden.values[DERIVED] = line1
@@ -220,15 +222,32 @@ def build_golden(candidates: Sequence[Candidate], rules: SurvivorshipRules) -> G
 
 
 def _settle(
-    attribute: AttributeRule, candidates: Sequence[Candidate], golden: Golden, counts: Counter[int]
+    attribute: AttributeRule,
+    candidates: Sequence[Candidate],
+    golden: Golden,
+    counts: Counter[int],
+    recency: Mapping[int, tuple[Any, ...]],
 ) -> None:
     rows = {c.record_id: row for c in candidates if (row := _row(attribute, c)) is not None}
     pool = [c for c in candidates if c.record_id in rows]
     if not pool:
         return
-    keys = [_ranks(rule, attribute, pool, rows, counts) for rule in attribute.tie_break]
-    keys.insert(0, _ranks(attribute.rule, attribute, pool, rows, counts))
-    best = min(pool, key=lambda c: (*(k[c.record_id] for k in keys), *_final(c)))
+    if len(pool) == 1:
+        best = pool[0]
+    else:
+        keys = [
+            _ranks(rule, attribute, pool, rows, counts, recency) for rule in attribute.tie_break
+        ]
+        keys.insert(0, _ranks(attribute.rule, attribute, pool, rows, counts, recency))
+        best = min(
+            pool,
+            key=lambda c: (
+                *(k[c.record_id] for k in keys),
+                c.trust_rank,
+                *recency[c.record_id],
+                c.record_id,
+            ),
+        )
     for column, value in zip(attribute.columns, rows[best.record_id], strict=True):
         golden.values[column] = value
         if value is not None:
@@ -279,13 +298,14 @@ def _ranks(
     pool: list[Candidate],
     rows: dict[int, tuple[Any, ...]],
     counts: Counter[int],
+    recency: Mapping[int, tuple[Any, ...]],
 ) -> dict[int, tuple[Any, ...]]:
     """record id -> sort key under one rule (lower is better)."""
     if rule == "source_priority":
         order = {source: i for i, source in enumerate(attribute.sources)}
         return {c.record_id: (order.get(c.source, len(order)), c.trust_rank) for c in pool}
     if rule == "most_recent":
-        return {c.record_id: _recency(c) for c in pool}
+        return {c.record_id: recency[c.record_id] for c in pool}
     if rule == "most_frequent":
         folded = {c.record_id: _folded(rows[c.record_id]) for c in pool}
         frequency = Counter(folded.values())
@@ -301,10 +321,6 @@ def _ranks(
 
 def _folded(row: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple("" if v is None else str(v).strip().casefold() for v in row)
-
-
-def _final(c: Candidate) -> tuple[Any, ...]:
-    return (c.trust_rank, *_recency(c), c.record_id)
 
 
 def _recency(c: Candidate) -> tuple[Any, ...]:

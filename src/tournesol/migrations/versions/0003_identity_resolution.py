@@ -86,6 +86,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_merge_event_absorbed_id"), ["absorbed_id"], unique=False
         )
+        batch_op.create_index(batch_op.f("ix_merge_event_run_id"), ["run_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_merge_event_survivor_id"), ["survivor_id"], unique=False
         )
@@ -144,13 +145,6 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("record_id", name=op.f("pk_match_profile")),
     )
-    with op.batch_alter_table("match_profile", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_match_profile_email"), ["email"], unique=False)
-        batch_op.create_index("ix_match_profile_names", ["last_name", "first_name"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_match_profile_phone_mobile"), ["phone_mobile"], unique=False
-        )
-
     op.create_table(
         "match_review",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -231,11 +225,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_match_review_record_b_id"))
 
     op.drop_table("match_review")
-    with op.batch_alter_table("match_profile", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_match_profile_phone_mobile"))
-        batch_op.drop_index("ix_match_profile_names")
-        batch_op.drop_index(batch_op.f("ix_match_profile_email"))
-
     op.drop_table("match_profile")
     with op.batch_alter_table("merge_move", schema=None) as batch_op:
         batch_op.drop_index("ix_merge_move_row")
@@ -244,6 +233,7 @@ def downgrade() -> None:
     op.drop_table("merge_move")
     with op.batch_alter_table("merge_event", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_merge_event_survivor_id"))
+        batch_op.drop_index(batch_op.f("ix_merge_event_run_id"))
         batch_op.drop_index(batch_op.f("ix_merge_event_absorbed_id"))
 
     op.drop_table("merge_event")
