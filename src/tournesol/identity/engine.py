@@ -25,6 +25,10 @@ from tournesol.identity.features import PROFILE_COLUMNS, STRONG_IDENTIFIERS
 # Columns whose exact matches are weighted by how rare the value is (term frequencies).
 TF_COLUMNS = ("first_name", "last_name", "email")
 RECORD_COLUMNS = ("unique_id", "customer_id", *PROFILE_COLUMNS)
+SHARED_CHECKED = (
+    "email", "phone_mobile", "phone_fixed", "loyalty_card", "account_id", "work_email",
+    "work_phone",
+)  # fmt: skip
 SPLINK_VERSION = splink.__version__
 # EM needs pairs of one person, not all of them: above this many records it learns from a
 # random sample (the prior, probability that two records match, is estimated on all).
@@ -68,6 +72,7 @@ class Engine:
             self.run(f"SET threads TO {int(threads)}")
         self.run("SET preserve_insertion_order = false")
         self.api = DuckDBAPI(connection=self.con)
+        self.cleaned: set[str] = set()
         logging.getLogger("splink").setLevel(logging.ERROR)
 
     def run(self, sql: str, params: list[Any] | None = None) -> list[Any]:
@@ -82,6 +87,22 @@ class Engine:
         self.con.register(f"{name}_arrow", table)
         self.run(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM {name}_arrow")
         self.con.unregister(f"{name}_arrow")
+        self.cleaned.discard(name)
+
+    def drop_shared_identifiers(self, name: str) -> None:
+        """Blank, in profiles table ``name``, the identifiers held by more than
+        MAX_SHARED_IDENTIFIER records (a shop's phone, ``contact@...``, a placeholder): they
+        would block huge groups together and prove nothing. Idempotent."""
+        if name in self.cleaned:
+            return
+        limit = splink_settings.MAX_SHARED_IDENTIFIER
+        for column in SHARED_CHECKED:
+            self.run(
+                f"UPDATE {name} SET {column} = NULL WHERE {column} IN ("
+                f"SELECT {column} FROM {name} WHERE {column} IS NOT NULL "
+                f"GROUP BY {column} HAVING count(*) > {limit})"
+            )
+        self.cleaned.add(name)
 
     def count(self, name: str) -> int:
         return int(self.run(f"SELECT count(*) FROM {name}")[0][0])
@@ -90,6 +111,7 @@ class Engine:
     def train(self, name: str, *, seed: int = 42) -> dict[str, Any]:
         """Estimate the model on table ``name``: the prior from near-certain pairs on all
         records, u by random sampling, m by EM on each training blocking rule."""
+        self.drop_shared_identifiers(name)
         settings = splink_settings.settings()
         linker = Linker(self.api.register(name), settings, log_level=logging.ERROR)
         notes: list[str] = []
@@ -141,6 +163,7 @@ class Engine:
 
     def predict_all(self, model: dict[str, Any], name: str) -> str:
         """Score every blocked pair of table ``name``; returns the pairs table's name."""
+        self.drop_shared_identifiers(name)
         linker = self._linker(model, name)
         pairs = linker.inference.predict(warning_mode="never")
         return self._pairs_table(pairs.physical_name)

@@ -119,11 +119,12 @@ class MergeMove(Base):
     __tablename__ = "merge_move"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("merge_event.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("merge_event.id"))
     table_name: Mapped[str] = mapped_column(String(40))
     row_id: Mapped[int] = mapped_column(BigId)
 
-    __table_args__ = (Index("ix_merge_move_row", "table_name", "row_id"),)
+    # A run's moves are found from its events (merge_event.run_id), then by table.
+    __table_args__ = (Index("ix_merge_move_event_table", "event_id", "table_name"),)
 
 
 class MatchReview(Base):

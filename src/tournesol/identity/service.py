@@ -182,9 +182,17 @@ def _load_profiles(session: Session) -> list[tuple[Any, ...]]:
         .join(SourceRecord, SourceRecord.id == MatchProfile.record_id)
         .where(SourceRecord.customer_id.is_not(None))
         .order_by(MatchProfile.record_id)
-        .execution_options(yield_per=50_000)
     )
-    return [tuple(row) for row in session.execute(query)]
+    # Plain integers and strings: the driver's own tuples, without SQLAlchemy's row objects
+    # (twice as fast at a million rows).
+    conn = session.connection()
+    sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+        return cursor.fetchall()  # type: ignore[no-any-return]
+    finally:
+        cursor.close()
 
 
 # --- models -----------------------------------------------------------------------------
@@ -277,6 +285,7 @@ def resolve(
             report.records = len(rows)
             report.pending = len(rows) if mode == "full" else len(pending & profiles.rows.keys())
             engine.load("records", records_table(rows))
+            engine.drop_shared_identifiers("records")
             timer.lap("load")
             if mode == "full":
                 say(f"training the model on {len(rows):,} records (EM)")

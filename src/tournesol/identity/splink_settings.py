@@ -24,7 +24,8 @@ from splink.internals.blocking_rule_library import CustomRule
 UPPER_THRESHOLD = 0.80
 LOWER_THRESHOLD = 0.30
 # An identifier shared by more records than this is a placeholder or a shared mailbox
-# (``contact@``, a shop's phone): it neither blocks nor links.
+# (``contact@``, a shop's phone): it neither blocks nor links (``Engine.drop_shared_identifiers``
+# blanks it in the profiles the model sees).
 MAX_SHARED_IDENTIFIER = 8
 DUCKDB = "duckdb"
 
@@ -130,6 +131,10 @@ def prediction_blocking_rules() -> list[Any]:
         block_on("loyalty_card"),
         block_on("account_id"),
         block_on("work_email"),
+        CustomRule("l.work_email = r.email", DUCKDB),
+        CustomRule("l.email = r.work_email", DUCKDB),
+        CustomRule("l.work_phone = r.phone_mobile", DUCKDB),
+        CustomRule("l.phone_mobile = r.work_phone", DUCKDB),
         block_on("last_name", "first_name"),
         block_on("last_name", "birth_date"),
         block_on("first_name_canon", "birth_date"),

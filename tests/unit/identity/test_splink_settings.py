@@ -364,27 +364,10 @@ def test_synthetic_duplicates_are_found_and_namesakes_kept_apart(scored: Scored)
     assert not namesakes & linked
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "splink_settings.prediction_blocking_rules blocks on work_email = work_email only: a "
-        "B2B record whose work e-mail is another record's own e-mail (which "
-        "features.shared_strong and engine.candidate_pairs both treat as a strong shared "
-        "identifier) is never scored unless names or birth dates block it"
-    ),
-)
 def test_a_work_email_found_as_the_other_personal_email_is_a_candidate(scored: Scored) -> None:
     assert (B2B_CATHY, CATHERINE) in scored.candidates
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "splink_settings.MAX_SHARED_IDENTIFIER is defined (an identifier shared by more records "
-        "'neither blocks nor links') but used nowhere in src: block_on('email') scores every "
-        "pair of records sharing a placeholder mailbox"
-    ),
-)
 def test_a_mailbox_shared_by_many_records_does_not_block(scored: Scored) -> None:
     assert len(PLACEHOLDER) > splink_settings.MAX_SHARED_IDENTIFIER
     shared = {(a, b) for a in PLACEHOLDER for b in PLACEHOLDER if a < b}

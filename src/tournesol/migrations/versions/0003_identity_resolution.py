@@ -103,8 +103,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_merge_move")),
     )
     with op.batch_alter_table("merge_move", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_merge_move_event_id"), ["event_id"], unique=False)
-        batch_op.create_index("ix_merge_move_row", ["table_name", "row_id"], unique=False)
+        batch_op.create_index("ix_merge_move_event_table", ["event_id", "table_name"], unique=False)
 
     op.create_table(
         "match_profile",
@@ -227,8 +226,7 @@ def downgrade() -> None:
     op.drop_table("match_review")
     op.drop_table("match_profile")
     with op.batch_alter_table("merge_move", schema=None) as batch_op:
-        batch_op.drop_index("ix_merge_move_row")
-        batch_op.drop_index(batch_op.f("ix_merge_move_event_id"))
+        batch_op.drop_index("ix_merge_move_event_table")
 
     op.drop_table("merge_move")
     with op.batch_alter_table("merge_event", schema=None) as batch_op:
