@@ -86,6 +86,10 @@ class _Profiles(Mapping[int, dict[str, Any]]):
     def customer(self, key: int) -> int:
         return int(self.rows[key][1])
 
+    def release(self) -> None:
+        self.rows.clear()
+        self.cache.clear()
+
 
 # --- profiles ---------------------------------------------------------------------------
 def refresh_profiles(factory: sessionmaker[Session], *, progress: Progress | None = None) -> int:
@@ -286,10 +290,11 @@ def resolve(
             report.pending = len(rows) if mode == "full" else len(pending & profiles.rows.keys())
             engine.load("records", records_table(rows))
             engine.drop_shared_identifiers("records")
+            del rows  # the profiles keep the tuples; the list is not needed any more
             timer.lap("load")
             if mode == "full":
-                say(f"training the model on {len(rows):,} records (EM)")
-                model = _save_model(session, engine.train("records"), len(rows))
+                say(f"training the model on {report.records:,} records (EM)")
+                model = _save_model(session, engine.train("records"), report.records)
                 timer.lap("train")
                 say("scoring pairs")
                 pairs = engine.predict_all(model.settings, "records")
@@ -398,6 +403,10 @@ def _match(
     report.links = len(result.accepted)
     report.refused = len(result.refused)
     plans = _plans(result.groups, result.accepted, profiles)
+    # The profiles and the model's database are not needed any more: free them before the
+    # merges, whose golden-record pool forks this process.
+    profiles.release()
+    engine.close()
     if plans:
         merge(session, plans, run_id=run.id, actor=ACTOR, progress=say)
     report.merges = sum(len(p.absorbed) for p in plans)
