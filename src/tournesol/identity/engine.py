@@ -33,6 +33,8 @@ SPLINK_VERSION = splink.__version__
 # EM needs pairs of one person, not all of them: above this many records it learns from a
 # random sample (the prior, probability that two records match, is estimated on all).
 TRAINING_SAMPLE = 400_000
+# The prior estimated on a few records can reach 1 (and a match weight of infinity): cap it.
+MAX_PRIOR = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,9 @@ class Engine:
                 f"USING SAMPLE reservoir({TRAINING_SAMPLE} ROWS) REPEATABLE ({seed})"
             )
         prior = linker.misc.save_model_to_json()["probability_two_random_records_match"]
+        if not 0 < prior <= MAX_PRIOR:  # a handful of records: the estimate means nothing
+            notes.append(f"prior {prior!r} out of range, capped")
+            prior = min(max(prior, 1e-9), MAX_PRIOR)
         trainer = Linker(self.api.register(sample), settings, log_level=logging.ERROR)
         try:
             trainer.training.estimate_u_using_random_sampling(max_pairs=2_000_000, seed=seed)
