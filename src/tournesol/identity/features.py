@@ -78,12 +78,6 @@ def profile(normalized: Mapping[str, Any]) -> dict[str, str | None]:
     }
 
 
-def identifiers(normalized: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``(kind, value)`` of every identifier the record's mapping declared (for search)."""
-    ids = normalized.get("identifiers") or {}
-    return sorted({(str(k), str(v)) for k, v in ids.items() if v not in (None, "")})
-
-
 def _text(value: Any) -> str | None:
     if value is None:
         return None

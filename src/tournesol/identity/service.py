@@ -98,42 +98,41 @@ def refresh_profiles(factory: sessionmaker[Session], *, progress: Progress | Non
     records were (re)profiled."""
     done = 0
     after = 0  # keyset pagination: each chunk starts after the last record seen
-    if True:
-        while True:
-            with unit_of_work(factory) as session:
-                rows = session.execute(
-                    select(
-                        SourceRecord.id,
-                        SourceRecord.source_id,
-                        SourceRecord.record_hash,
-                        SourceRecord.customer_id,
-                        cast(SourceRecord.normalized, Text),
-                        MatchProfile.record_id,
-                    )
-                    .outerjoin(MatchProfile, MatchProfile.record_id == SourceRecord.id)
-                    .where(
-                        SourceRecord.id > after,
-                        SourceRecord.entity == "customer",
-                        SourceRecord.customer_id.is_not(None),
-                        (MatchProfile.record_id.is_(None))
-                        | (MatchProfile.record_hash != SourceRecord.record_hash),
-                    )
-                    .order_by(SourceRecord.id)
-                    .limit(PROFILE_CHUNK)
-                ).all()
-                if not rows:
-                    return done
-                _write_profiles(session, rows)
-                done += len(rows)
-                after = rows[-1][0]
-                if progress:
-                    progress(f"profiled {done:,} records")
+    while True:
+        with unit_of_work(factory) as session:
+            rows = session.execute(
+                select(
+                    SourceRecord.id,
+                    SourceRecord.source_id,
+                    SourceRecord.record_hash,
+                    SourceRecord.customer_id,
+                    cast(SourceRecord.normalized, Text),
+                    MatchProfile.record_id,
+                )
+                .outerjoin(MatchProfile, MatchProfile.record_id == SourceRecord.id)
+                .where(
+                    SourceRecord.id > after,
+                    SourceRecord.entity == "customer",
+                    SourceRecord.customer_id.is_not(None),
+                    (MatchProfile.record_id.is_(None))
+                    | (MatchProfile.record_hash != SourceRecord.record_hash),
+                )
+                .order_by(SourceRecord.id)
+                .limit(PROFILE_CHUNK)
+            ).all()
+            if not rows:
+                return done
+            _write_profiles(session, rows)
+            done += len(rows)
+            after = rows[-1][0]
+            if progress:
+                progress(f"profiled {done:,} records")
 
 
-def _profile_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], list[Any]]]:
-    """Profile values and identifiers of ``(record id, customer id, normalized JSON text)``
-    rows (about 16 µs a record: a process pool costs more than it saves)."""
-    return [(tuple(features.profile(orjson.loads(text)).values()), []) for _, _, text in rows]
+def _profile_values(texts: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Profile values (PROFILE_COLUMNS order) of records' normalized JSON texts; about 16 µs
+    a record, so a process pool would cost more than it saves."""
+    return [tuple(features.profile(orjson.loads(text)).values()) for text in texts]
 
 
 def _write_profiles(session: Session, rows: Sequence[Any]) -> None:
@@ -144,8 +143,8 @@ def _write_profiles(session: Session, rows: Sequence[Any]) -> None:
     for part in chunked(stale, dialect.max_params - 10):
         session.execute(delete(MatchProfile).where(dialect.one_of(MatchProfile.record_id, part)))
         session.execute(delete(Identifier).where(dialect.one_of(Identifier.source_record_id, part)))
-    built = _profile_rows([(r[0], r[3], r[4]) for r in rows])
-    profiles = [(r[0], r[1], r[2], *values) for r, (values, _) in zip(rows, built, strict=True)]
+    built = _profile_values([r[4] for r in rows])
+    profiles = [(r[0], r[1], r[2], *values) for r, values in zip(rows, built, strict=True)]
     dialect.copy_rows(
         session.connection(),
         MatchProfile.__table__,  # type: ignore[arg-type]

@@ -17,7 +17,6 @@ from tournesol.identity.features import (
     conflict,
     deterministic,
     groups_conflict,
-    identifiers,
     names_compatible,
     profile,
     shared_strong,
@@ -187,25 +186,6 @@ def test_profile_blank_text_is_none_and_siret_is_cut_to_14() -> None:
     assert p["birth_date"] is None
     assert p["postal_code"] == "37100"
     assert p["siret"] == "30017521300028"
-
-
-# --- identifiers ---------------------------------------------------------------------------
-
-
-def test_identifiers_of_a_record_sorted() -> None:
-    assert identifiers(DIANE) == [
-        ("email", "diane_bodin@hotmail.com"),
-        ("loyalty_card", "2990105257431"),
-        ("phone_fixed", "+33270908144"),
-        ("phone_mobile", "+33669072807"),
-    ]
-
-
-def test_identifiers_skip_empty_values_and_stringify() -> None:
-    record = {"identifiers": {"email": "", "account_id": None, "loyalty_card": 42}}
-    assert identifiers(record) == [("loyalty_card", "42")]
-    assert identifiers({}) == []
-    assert identifiers({"identifiers": None}) == []
 
 
 # --- names ---------------------------------------------------------------------------------
