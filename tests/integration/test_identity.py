@@ -149,15 +149,18 @@ def test_review_decisions_are_kept_and_a_rejected_pair_never_merges(
         assert len(queue) == 2, "the demo data always leaves grey-zone pairs"
         rejected, accepted = queue[0].review, queue[1].review
         a, b = queue[0].left["customer_id"], queue[0].right["customer_id"]
-        said = service.decide_review(session, rejected.id, accept=False, actor="tester")
+        # merging expires the session's objects: keep the ids, not the ORM rows
+        rejected_pair = (rejected.id, rejected.record_a_id, rejected.record_b_id)
+        accepted_pair = (accepted.id, accepted.record_a_id, accepted.record_b_id)
+        said = service.decide_review(session, rejected_pair[0], accept=False, actor="tester")
         assert said.startswith("rejected") and "never be merged" in said
-        message = service.decide_review(session, accepted.id, accept=True, actor="tester")
+        message = service.decide_review(session, accepted_pair[0], accept=True, actor="tester")
         assert message.startswith("accepted")
         with pytest.raises(service.IdentityError, match="already decided"):
-            service.decide_review(session, accepted.id, accept=True, actor="tester")
+            service.decide_review(session, accepted_pair[0], accept=True, actor="tester")
     with unit_of_work(factory) as session:
-        left = session.get(SourceRecord, accepted.record_a_id)
-        right = session.get(SourceRecord, accepted.record_b_id)
+        left = session.get(SourceRecord, accepted_pair[1])
+        right = session.get(SourceRecord, accepted_pair[2])
         assert left is not None and right is not None
         assert left.customer_id == right.customer_id
         event = session.scalars(select(MergeEvent).order_by(MergeEvent.id.desc())).first()
@@ -165,14 +168,14 @@ def test_review_decisions_are_kept_and_a_rejected_pair_never_merges(
     # a full run again: the rejected pair stays two customers, decisions are not asked again
     service.resolve(factory, full=True)
     with unit_of_work(factory) as session:
-        ra = session.get(SourceRecord, rejected.record_a_id)
-        rb = session.get(SourceRecord, rejected.record_b_id)
+        ra = session.get(SourceRecord, rejected_pair[1])
+        rb = session.get(SourceRecord, rejected_pair[2])
         assert ra is not None and rb is not None
         assert ra.customer_id != rb.customer_id and a != b
         statuses = {
             r.status
             for r in session.scalars(
-                select(MatchReview).where(MatchReview.id.in_([rejected.id, accepted.id]))
+                select(MatchReview).where(MatchReview.id.in_([rejected_pair[0], accepted_pair[0]]))
             )
         }
         assert statuses == {"rejected", "accepted"}

@@ -82,7 +82,7 @@ class Customer(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     # Per golden column: {"record": source record id, "source": name, "rule": survivorship rule}
     # (docs/identity.md); NULL while the customer is the projection of its only record.
-    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
     zone_id: Mapped[int | None] = mapped_column(ForeignKey("zone.id"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -128,6 +128,8 @@ def merge(
     say = progress or (lambda _msg: None)
     now = utcnow()
     every = [p.survivor for p in plans] + [a for p in plans for a in p.absorbed]
+    if len(set(every)) != len(every):
+        raise MergeError("a customer appears twice in the merge plans (or absorbs itself)")
     rows = _customer_rows(session, every)
     for cid in every:
         state = rows.get(cid)
@@ -202,6 +204,7 @@ def merge(
     survivors = [p.survivor for p in plans]
     say(f"rebuilding {len(survivors):,} golden records")
     refresh_golden(session, survivors, now=now)
+    session.expire_all()  # customers changed under the ORM's feet: read them again
     return survivors
 
 
