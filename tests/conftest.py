@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -119,6 +120,14 @@ def factory(connection: Connection) -> sessionmaker[Session]:
 def session(factory: sessionmaker[Session]) -> Iterator[Session]:
     with factory() as s:
         yield s
+
+
+@pytest.fixture
+def app(factory: sessionmaker[Session]) -> FastAPI:
+    """The web application on the test's transaction (tests/web_support.py has helpers)."""
+    from tests.web_support import make_app
+
+    return make_app(factory)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -31,6 +31,25 @@ class Settings(BaseSettings):
         default=Path("demo-data"), description="Where the demo writes its files."
     )
 
+    secret_key: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Signs the web session cookies (32+ characters). `tournesol serve` makes a "
+        "random one for its lifetime when unset: sign-ins then end when the server stops.",
+    )
+    web_host: str = Field(default="127.0.0.1", description="Address `tournesol serve` listens on.")
+    web_port: int = Field(default=8000, ge=1, le=65535, description="Port of `tournesol serve`.")
+    web_workers: int = Field(
+        default=1, ge=1, le=64, description="Server processes started by `tournesol serve`."
+    )
+    cookie_secure: bool = Field(
+        default=False,
+        description="Send the session cookie over HTTPS only (set it behind a TLS proxy).",
+    )
+    session_hours: int = Field(
+        default=8, ge=1, le=24 * 30, description="How long a web sign-in lasts without activity."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, value: str) -> str:

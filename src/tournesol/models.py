@@ -1,9 +1,11 @@
 """Every table, imported once so that ``Base.metadata`` is complete (Alembic, tests)."""
 
+from tournesol.auth.models import ApiKey, AuditLog, User
 from tournesol.consent.models import Consent, Preference
 from tournesol.customers.models import (
     Brand,
     Customer,
+    CustomerNameKey,
     Identifier,
     Organisation,
     OrganisationContact,
@@ -22,10 +24,13 @@ from tournesol.ingest.models import ImportBatch, Reject, Source, SourceRecord, S
 from tournesol.interactions.models import Interaction, Product, Transaction, TransactionLine
 
 __all__ = [
+    "ApiKey",
+    "AuditLog",
     "Base",
     "Brand",
     "Consent",
     "Customer",
+    "CustomerNameKey",
     "Identifier",
     "IdentityModel",
     "IdentityRun",
@@ -45,5 +50,6 @@ __all__ = [
     "SourceRecordVersion",
     "Transaction",
     "TransactionLine",
+    "User",
     "Zone",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tournesol import __version__
-from tournesol.cli import db, export, identity, imports, quality
+from tournesol.cli import db, export, identity, imports, quality, serve, users
 
 app = typer.Typer(
     help="Tournesol: one customer repository, every source, every channel.",
@@ -21,6 +21,9 @@ app.add_typer(imports.batches_app, name="batches")
 app.add_typer(export.app, name="export")
 app.add_typer(quality.app, name="quality")
 app.add_typer(identity.app, name="identity")
+app.add_typer(users.app, name="users")
+app.add_typer(users.keys_app, name="apikeys")
+app.command("serve")(serve.serve)
 
 
 @app.command()

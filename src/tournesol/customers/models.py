@@ -118,3 +118,16 @@ class OrganisationContact(Base):
     source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"))
 
     __table_args__ = (UniqueConstraint("organisation_id", "customer_id"),)
+
+
+class CustomerNameKey(Base):
+    """Search keys of a customer's golden names (``customers.rules.name_keys``): the plain
+    upper-case unaccented name (prefix search as one types) and its phonetic code (DUPOND
+    finds DUPONT). Rewritten whenever the golden record is."""
+
+    __tablename__ = "customer_name_key"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+
+    __table_args__ = (Index("ix_customer_name_key_key", "key"),)

@@ -7,8 +7,11 @@ golden record is a direct copy of its fields.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+import jellyfish
+from unidecode import unidecode
 
 # normalized field -> customer column
 GOLDEN_FIELDS: dict[str, str] = {
@@ -109,3 +112,34 @@ def organisation_values(values: Mapping[str, Any]) -> dict[str, Any] | None:
     if not (org.get("siret") or org.get("siren")):
         return None
     return org
+
+
+_NOT_LETTER = re.compile(r"[^A-Z]+")
+
+
+def plain_name(text: str) -> str:
+    """Upper case, no accents, letters only, words joined by one space: ``Lefèvre-Dupont``
+    -> ``LEFEVRE DUPONT``."""
+    return " ".join(_NOT_LETTER.sub(" ", unidecode(text).upper()).split())
+
+
+def sound_key(word: str) -> str:
+    """The phonetic code of one plain word (metaphone): DUPOND and DUPONT share TPNT."""
+    return str(jellyfish.metaphone(word)).upper() if word else ""
+
+
+def name_keys(names: Iterable[str | None]) -> set[str]:
+    """Search keys of a customer's family names (last and maiden): ``N:`` the plain name and
+    each of its words, ``S:`` the phonetic code of each word. Search looks the words typed up
+    among these."""
+    keys: set[str] = set()
+    for name in names:
+        plain = plain_name(name or "")
+        if not plain:
+            continue
+        keys.add("N:" + plain[:110])
+        for word in plain.split():
+            if len(word) > 1:
+                keys.add("N:" + word[:110])
+                keys.add("S:" + sound_key(word)[:110])
+    return keys

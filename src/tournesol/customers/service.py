@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, func, insert, literal, select, update
+from sqlalchemy import BigInteger, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from tournesol.customers.models import (
     Brand,
     Customer,
+    CustomerNameKey,
     Organisation,
     OrganisationContact,
 )
-from tournesol.customers.rules import GOLDEN_FIELDS, organisation_key
+from tournesol.customers.rules import GOLDEN_FIELDS, name_keys, organisation_key
 from tournesol.db import Dialect, UtcDateTime, chunked, utcnow
 from tournesol.ingest.models import SourceRecord
 
@@ -199,3 +200,39 @@ def export_rows(session: Session) -> Iterable[tuple[Any, ...]]:
     query = select(*columns).order_by(Customer.id).execution_options(yield_per=10_000)
     for row in session.execute(query):
         yield tuple(row)
+
+
+def refresh_name_keys(session: Session, *, customer_ids: Sequence[int]) -> None:
+    """Rewrite the search keys of these customers from their golden names (set-based: one
+    DELETE and one multi-row INSERT per chunk). Call after any write of golden names."""
+    dialect = Dialect.of(session)
+    for part in chunked(sorted(set(customer_ids)), dialect.max_params // 2 - 10):
+        session.execute(
+            delete(CustomerNameKey).where(dialect.among(CustomerNameKey.customer_id, part))
+        )
+        rows = [
+            {"customer_id": cid, "key": key}
+            for cid, last, maiden in session.execute(
+                select(Customer.id, Customer.last_name, Customer.maiden_name).where(
+                    dialect.among(Customer.id, part)
+                )
+            )
+            for key in sorted(name_keys((last, maiden)))
+        ]
+        for rows_part in chunked(rows, dialect.max_params // 2 - 10):
+            session.execute(insert(CustomerNameKey), list(rows_part))
+
+
+def customer_ids_of_records(session: Session, *, record_ids: Sequence[int]) -> list[int]:
+    """The customers that hold these source records."""
+    dialect = Dialect.of(session)
+    out: set[int] = set()
+    for part in chunked(list(record_ids), dialect.max_params - 10):
+        out.update(
+            cid
+            for cid in session.scalars(
+                select(SourceRecord.customer_id).where(dialect.among(SourceRecord.id, part))
+            )
+            if cid is not None
+        )
+    return sorted(out)

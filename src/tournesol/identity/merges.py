@@ -40,6 +40,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
 
 from tournesol.consent.models import Consent, Preference
+from tournesol.customers import service as customer_service
 from tournesol.customers.models import Customer, Identifier, OrganisationContact
 from tournesol.db import Dialect, UtcDateTime, chunked, utcnow
 from tournesol.identity import survivorship
@@ -355,6 +356,7 @@ def _write_golden(
         (*(values[c] for c in survivorship.COLUMNS), prov, now, cid) for cid, values, prov in built
     ]
     Dialect.of(session).update_rows(session.connection(), _CUSTOMER, "id", columns, rows)
+    customer_service.refresh_name_keys(session, customer_ids=[cid for cid, _, _ in built])
 
 
 WORK_CONTACT_FIELDS = ("email", "phone_mobile", "phone_fixed")
@@ -454,6 +456,7 @@ def unmerge(
         )
     else:
         refresh_golden(session, [survivor.id], now=now)
+    customer_service.refresh_name_keys(session, customer_ids=[survivor.id, absorbed.id])
     event.unmerged_at = now
     event.unmerged_by = actor
     event.unmerge_reason = reason

@@ -142,6 +142,13 @@ def handle_customers(
         from tournesol.identity.merges import refresh_golden
 
         refresh_golden(session, merged)
+    customer_service.refresh_name_keys(
+        session,
+        customer_ids=[
+            *customer_ids,
+            *customer_service.customer_ids_of_records(session, record_ids=changed_ids),
+        ],
+    )
     for label, column in ctx.consent_columns.items():
         for ids, updated in ((record_ids, False), (changed_ids, True)):
             consent_service.record_from_records(
