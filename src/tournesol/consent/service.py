@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import BigInteger, case, func, insert, literal, select
 from sqlalchemy.orm import Session, aliased
 
-from tournesol.consent.models import Consent
+from tournesol.consent import rules as consent_rules
+from tournesol.consent.models import Consent, Preference
 from tournesol.db import Dialect, UtcDateTime, chunked, utcnow
 from tournesol.ingest.models import SourceRecord, SourceRecordVersion
 
@@ -92,3 +93,115 @@ def record_from_records(
                 | (old_value.as_string() != new_value.as_string())
             )
         session.execute(insert(Consent).from_select([*CONSENT_COLUMNS, "created_at"], rows))
+
+
+# --- consents and preferences entered by staff or the API ----------------------------------
+
+
+def history(session: Session, *, customer_id: int) -> list[Consent]:
+    """Every consent row of a customer, newest collected first."""
+    query = (
+        select(Consent)
+        .where(Consent.customer_id == customer_id)
+        .order_by(Consent.collected_at.desc(), Consent.id.desc())
+    )
+    return list(session.scalars(query))
+
+
+def current_consents(session: Session, *, customer_id: int) -> list[Consent]:
+    """The state that holds now per channel, purpose and brand: the latest row by
+    collected_at (rows are never updated; a change is a new row)."""
+    rows = history(session, customer_id=customer_id)
+    by_id = {row.id: row for row in rows}
+    plain = [
+        {
+            "id": r.id,
+            "channel": r.channel,
+            "purpose": r.purpose,
+            "brand_id": r.brand_id,
+            "collected_at": r.collected_at,
+        }
+        for r in rows
+    ]
+    return [by_id[int(r["id"])] for r in consent_rules.latest(plain)]
+
+
+def set_consent(
+    session: Session,
+    *,
+    customer_id: int,
+    channel: str,
+    purpose: str,
+    brand_id: int | None,
+    status: str,
+    proof_source: str,
+    proof_text_version: str,
+    collected_at: datetime,
+    actor: str,
+) -> Consent:
+    """Record a consent decision as a new row (the history keeps every earlier one), with
+    its proof: where it was collected, the wording's version, when and who entered it.
+    Raises ConsentRuleError naming a bad field."""
+    if collected_at.tzinfo is not None:
+        collected_at = collected_at.astimezone(UTC)
+    proof = consent_rules.proof_of(
+        source=proof_source, text_version=proof_text_version, collected_at=collected_at, actor=actor
+    )
+    row = Consent(
+        customer_id=customer_id,
+        channel=consent_rules.check_channel(channel),
+        purpose=consent_rules.check_purpose(purpose),
+        brand_id=brand_id,
+        status=consent_rules.check_status(status),
+        collected_at=collected_at,
+        proof=proof,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def preferences(session: Session, *, customer_id: int) -> list[Preference]:
+    query = (
+        select(Preference).where(Preference.customer_id == customer_id).order_by(Preference.channel)
+    )
+    return list(session.scalars(query))
+
+
+def set_preference(
+    session: Session,
+    *,
+    customer_id: int,
+    channel: str,
+    preferred: bool,
+    days: str | None,
+    hours: str | None,
+    language: str | None,
+    max_per_week: int | None,
+) -> Preference:
+    """Create or replace the customer's preference for one channel (``any`` for all), after
+    checking days (``mon,tue``), hours (``09:00-12:00,14:00-18:00``), language and weekly cap.
+    Raises ConsentRuleError naming the bad field."""
+    values = {
+        "channel": consent_rules.check_channel(channel),
+        "preferred": bool(preferred),
+        "days": consent_rules.parse_days(days),
+        "hours": consent_rules.parse_hours(hours),
+        "language": consent_rules.check_language(language),
+        "max_per_week": consent_rules.check_max_per_week(max_per_week),
+        "updated_at": utcnow(),
+    }
+    row = session.scalars(
+        select(Preference).where(
+            Preference.customer_id == customer_id, Preference.channel == values["channel"]
+        )
+    ).one_or_none()
+    if row is None:
+        row = Preference(customer_id=customer_id, **values)
+        session.add(row)
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+    session.flush()
+    return row

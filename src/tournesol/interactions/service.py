@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -190,3 +192,80 @@ def link_pending(session: Session, *, ref_source_id: int) -> int:
         )
         linked += getattr(result, "rowcount", 0) or 0
     return linked
+
+
+# --- contacts logged by staff or the API ---------------------------------------------------
+
+INTERACTION_CHANNELS = (
+    "email",
+    "sms",
+    "phone",
+    "postal",
+    "web",
+    "store",
+    "push",
+    "chat",
+    "social",
+    "other",
+)
+DIRECTIONS = ("inbound", "outbound")
+_TYPE = re.compile(r"[a-z][a-z0-9_]{0,59}")
+
+
+class InteractionError(ValueError):
+    """An interaction that cannot be recorded; ``field`` names the input at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def add_interaction(
+    session: Session,
+    *,
+    customer_id: int,
+    channel: str,
+    direction: str,
+    type: str,
+    occurred_at: datetime | None,
+    subject: str | None,
+    outcome: str | None,
+    payload: dict[str, Any] | None,
+    actor: str,
+) -> Interaction:
+    """Log one contact with a customer (a call taken, a letter sent...). ``occurred_at``
+    defaults to now; the actor is kept in the payload under ``logged_by``. Raises
+    InteractionError naming a bad field."""
+    channel = (channel or "").strip().lower()
+    if channel not in INTERACTION_CHANNELS:
+        raise InteractionError(
+            "channel", f"{channel!r} is not one of {', '.join(INTERACTION_CHANNELS)}"
+        )
+    direction = (direction or "").strip().lower()
+    if direction not in DIRECTIONS:
+        raise InteractionError("direction", f"{direction!r} is not inbound or outbound")
+    kind = (type or "").strip().lower()
+    if not _TYPE.fullmatch(kind):
+        raise InteractionError(
+            "type", "lower-case letters, digits and _, starting with a letter (e.g. call)"
+        )
+    if occurred_at is not None and occurred_at.tzinfo is None:
+        raise InteractionError("occurred_at", "give a time zone (e.g. 2024-05-01T10:00:00Z)")
+    for name, value, size in (("subject", subject, 300), ("outcome", outcome, 100)):
+        if value is not None and len(value) > size:
+            raise InteractionError(name, f"at most {size} characters")
+    row = Interaction(
+        customer_id=customer_id,
+        occurred_at=occurred_at.astimezone(UTC) if occurred_at else utcnow(),
+        channel=channel,
+        direction=direction,
+        type=kind,
+        subject=(subject or "").strip() or None,
+        outcome=(outcome or "").strip() or None,
+        payload={**(payload or {}), "logged_by": actor},
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row
