@@ -28,7 +28,7 @@ from sqlalchemy import (
     literal,
     text,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -343,6 +343,112 @@ class Dialect:
             cursor.executemany(f'UPDATE "{table.name}" SET {sets} WHERE "{key}" = ?', converted)
         finally:
             cursor.close()
+
+    def insert_ignoring(self, table: Table, conflict: Sequence[str]) -> Any:
+        """``INSERT ... ON CONFLICT (conflict) DO NOTHING`` into ``table``: rows whose
+        ``conflict`` columns (a unique constraint) match an existing row are skipped. Add
+        ``.returning(...)`` to learn which rows went in."""
+        module: Any = postgresql if self.name == "postgresql" else sqlite
+        return module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+
+    def insert_rows(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        conflict: Sequence[str] = (),
+        returning: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
+        """Insert rows (tuples in ``columns`` order) with one statement, skipping those that
+        clash with an existing row on the ``conflict`` columns (a unique constraint) when
+        given; returns the ``returning`` columns of the rows inserted, in no set order.
+
+        PostgreSQL gets one array per column (``INSERT ... SELECT * FROM unnest(...)``): the
+        statement's text does not depend on the number of rows, so the driver prepares it
+        once instead of parsing a new multi-row VALUES each time. SQLite gets SQLAlchemy's
+        multi-row insert. Values go through the columns' type processors, as in copy_rows."""
+        if not rows:
+            return []
+        if self.name != "postgresql":
+            stmt: Any = sqlite.insert(table)
+            if conflict:
+                stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+            if returning:
+                stmt = stmt.returning(*(table.c[c] for c in returning))
+            result = conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
+            return [tuple(r) for r in result] if returning else []
+        arrays: list[list[Any]] = [list(values) for values in zip(*rows, strict=True)]
+        for values, process in zip(arrays, self._processors(conn, table, columns), strict=True):
+            if process is not None:
+                values[:] = [None if v is None else process(v) for v in values]
+
+        def names(cols: Sequence[str]) -> str:
+            return ", ".join(f'"{c}"' for c in cols)
+
+        types = [table.c[c].type.compile(dialect=conn.dialect) for c in columns]
+        # Arrays sent in binary (%b): text arrays would escape every element in Python.
+        arrays_sql = ", ".join(f"%b::{t}[]" for t in types)
+        sql = f'INSERT INTO "{table.name}" ({names(columns)}) SELECT * FROM unnest({arrays_sql})'
+        if conflict:
+            sql += f" ON CONFLICT ({names(conflict)}) DO NOTHING"
+        if returning:
+            sql += f" RETURNING {names(returning)}"
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(sql, arrays)
+            return [tuple(r) for r in cur.fetchall()] if returning else []
+
+    def claim_write(self, conn: Connection, table: Table) -> None:
+        """Make the current transaction a writer now, before it reads what it will write
+        from. SQLite cannot turn a read transaction into a write one once another connection
+        has committed since it began (it fails at once: "database is locked"), whereas a
+        transaction that writes first waits its turn (busy_timeout): a write that changes
+        nothing, on ``table``, takes the lock. PostgreSQL locks rows, not the database:
+        nothing to do."""
+        if self.name == "sqlite":
+            conn.exec_driver_sql(f'DELETE FROM "{table.name}" WHERE 0')
+
+    def update_by_key(
+        self,
+        conn: Connection,
+        table: Table,
+        key: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """Update the rows of a request (hundreds) by ``key`` in one statement: tuples of
+        ``columns`` values followed by the key. PostgreSQL: ``UPDATE ... FROM unnest(arrays)``,
+        which the planner joins through the key's index (update_rows' temporary table, never
+        analyzed, makes it scan the whole table: that one is for bulk loads); SQLite:
+        executemany. Values go through the columns' type processors, as in copy_rows."""
+        if not rows:
+            return
+        names = [*columns, key]
+        if self.name != "postgresql":
+            self.update_rows(conn, table, key, columns, rows)
+            return
+        arrays: list[list[Any]] = [list(values) for values in zip(*rows, strict=True)]
+        for values, process in zip(arrays, self._processors(conn, table, names), strict=True):
+            if process is not None:
+                values[:] = [None if v is None else process(v) for v in values]
+        types = [table.c[c].type.compile(dialect=conn.dialect) for c in names]
+        arrays_sql = ", ".join(f"%b::{t}[]" for t in types)
+        aliases = ", ".join(f'"{c}"' for c in names)
+        sets = ", ".join(f'"{c}" = v."{c}"' for c in columns)
+        # The key also as "= ANY(keys)": an index lookup whatever the table's statistics say
+        # (for a table that grew since it was last analyzed, the planner may pick a scan).
+        sql = (
+            f'UPDATE "{table.name}" SET {sets} FROM unnest({arrays_sql}) AS v({aliases}) '
+            f'WHERE "{table.name}"."{key}" = v."{key}" '
+            f'AND "{table.name}"."{key}" = ANY(%b::{types[-1]}[])'
+        )
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cur:
+            cur.execute(sql, [*arrays, arrays[-1]])
 
 
 def _json_text(value: Any) -> str:

@@ -1,6 +1,7 @@
 """Every table, imported once so that ``Base.metadata`` is complete (Alembic, tests)."""
 
 from tournesol.auth.models import ApiKey, AuditLog, User
+from tournesol.collect.models import CollectedEvent, VisitorLink
 from tournesol.consent.models import Consent, Preference
 from tournesol.customers.models import (
     Brand,
@@ -28,6 +29,7 @@ __all__ = [
     "AuditLog",
     "Base",
     "Brand",
+    "CollectedEvent",
     "Consent",
     "Customer",
     "CustomerNameKey",
@@ -51,5 +53,6 @@ __all__ = [
     "Transaction",
     "TransactionLine",
     "User",
+    "VisitorLink",
     "Zone",
 ]

@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
 
+from tournesol.collect.models import CollectedEvent, VisitorLink
 from tournesol.consent.models import Consent, Preference
 from tournesol.customers import service as customer_service
 from tournesol.customers.models import Customer, Identifier, OrganisationContact
@@ -62,7 +63,12 @@ MOVABLE: dict[str, tuple[Table, tuple[str, ...]]] = {
     "interaction": (cast(Table, Interaction.__table__), ()),
     "transaction": (cast(Table, Transaction.__table__), ()),
     "organisation_contact": (cast(Table, OrganisationContact.__table__), ("organisation_id",)),
+    "collected_event": (cast(Table, CollectedEvent.__table__), ()),
+    "visitor_link": (cast(Table, VisitorLink.__table__), ()),
 }
+# Tables with a customer_id that a merge leaves alone: the audit log is history (who read
+# whom, as it was), the name keys are derived from the golden record and rewritten with it.
+NOT_MOVED = {"audit_log", "customer_name_key"}
 _CUSTOMER = cast(Table, Customer.__table__)
 SNAPSHOT_COLUMNS = tuple(c.name for c in _CUSTOMER.columns if c.name != "id")
 

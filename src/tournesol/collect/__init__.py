@@ -1,0 +1,1 @@
+"""Event collection compatible with Segment's HTTP tracking API (docs/api.md)."""
