@@ -22,6 +22,7 @@ from tournesol.web.app import create_app
 PASSWORD = "correct horse battery"
 ROLES = ("admin", "marketer", "advisor", "analyst", "agency")
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+_CSRF_HEADER = re.compile(r'"X-CSRF-Token": "([^"]+)"')
 
 
 def make_app(factory: sessionmaker[Session]) -> FastAPI:
@@ -52,7 +53,11 @@ def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> TestCli
         follow_redirects=False,
     )
     assert response.status_code == 303, response.text
-    client.headers["X-CSRF-Token"] = token.group(1)
+    # signing in starts a new session with a new CSRF token: read it from a page
+    home = client.get("/")
+    fresh = _CSRF_HEADER.search(home.text)
+    assert fresh, f"no CSRF token on the home page ({home.status_code})"
+    client.headers["X-CSRF-Token"] = fresh.group(1)
     return client
 
 

@@ -82,6 +82,21 @@ def _register_routers(app: FastAPI) -> None:
     from tournesol.auth import views as auth_views
 
     app.include_router(auth_views.router)
+    from tournesol.collect import views as collect_views
+
+    app.include_router(collect_views.router)
+    from tournesol.auth import admin_views
+    from tournesol.customers import views as customer_views
+    from tournesol.identity import views as identity_views
+    from tournesol.quality import views as quality_views
+
+    app.include_router(admin_views.router)
+    app.include_router(customer_views.router)
+    app.include_router(identity_views.router)
+    app.include_router(quality_views.router)
+    from tournesol.customers.api import router as customers_api
+
+    app.include_router(customers_api)
 
 
 def _handle_errors(app: FastAPI) -> None:

@@ -95,12 +95,12 @@ def require(*permissions: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
         principal = principal_of(request, session)
         if principal is None:
             raise LoginRequired()
+        request.state.principal = principal  # error pages show the menu, in their language
         if principal.kind == "user":
             await check_csrf(request)
         missing = [p for p in permissions if not principal.can(p)]
         if missing:
             raise HTTPException(403, f"your role does not allow this ({missing[0]})")
-        request.state.principal = principal
         return principal
 
     return dependency

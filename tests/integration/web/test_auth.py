@@ -38,7 +38,9 @@ def test_sign_in_stores_an_argon2_hash_and_audits_success_and_failure(
     wrong = client.post(
         "/login", data={"email": email, "password": "not the one", "csrf_token": token}
     )
-    assert wrong.status_code == 401 and "E-mail ou mot de passe incorrect" in wrong.text  # French by default
+    assert (
+        wrong.status_code == 401 and "E-mail ou mot de passe incorrect" in wrong.text
+    )  # French by default
     sign_in(client, email)
     assert client.get("/", follow_redirects=False).headers["location"] == "/customers"
     with unit_of_work(factory) as session:
