@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from tournesol import __version__
-from tournesol.cli import db, export, identity, imports, quality, serve, users
+from tournesol.cli import db, events, export, identity, imports, quality, serve, users
 
 app = typer.Typer(
     help="Tournesol: one customer repository, every source, every channel.",
@@ -21,6 +21,7 @@ app.add_typer(imports.batches_app, name="batches")
 app.add_typer(export.app, name="export")
 app.add_typer(quality.app, name="quality")
 app.add_typer(identity.app, name="identity")
+app.add_typer(events.app, name="events")
 app.add_typer(users.app, name="users")
 app.add_typer(users.keys_app, name="apikeys")
 app.command("serve")(serve.serve)
@@ -39,9 +40,34 @@ def demo(
     out: Path | None = typer.Option(
         None, help="Folder for the generated files (default: TOURNESOL_DEMO_DIR, demo-data)."
     ),
+    serve: bool = typer.Option(
+        True, help="End by serving the web UI with demo sign-ins (--no-serve to stop there)."
+    ),
 ) -> None:
-    """Generate a realistic French multi-source dataset, import it all, and show the result."""
-    from tournesol.cli.common import settings
-    from tournesol.demo.run import run_demo
+    """Generate a realistic French multi-source dataset, import it all, show the result, then
+    serve the web UI with demo sign-ins."""
+    from tournesol.cli.common import engine_and_factory, settings
+    from tournesol.demo.run import demo_accounts, run_demo
 
-    run_demo(out_dir=out or settings().demo_dir, persons=persons, seed=seed)
+    conf = settings()
+    example = run_demo(out_dir=out or conf.demo_dir, persons=persons, seed=seed)
+    _, factory = engine_and_factory()
+    demo_accounts(factory)
+    if example is not None:
+        typer.echo(
+            f"A customer built from several records: "
+            f"http://{conf.web_host}:{conf.web_port}/customers/{example}"
+        )
+    if serve:
+        import os
+        import secrets
+
+        from tournesol.cli.serve import serve_app
+
+        os.environ.setdefault("TOURNESOL_SECRET_KEY", secrets.token_urlsafe(48))
+        serve_app(
+            host=conf.web_host,
+            port=conf.web_port,
+            workers=1,
+            sqlite=conf.database_url.startswith("sqlite"),
+        )

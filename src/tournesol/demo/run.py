@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from tournesol.cli.common import engine_and_factory, settings
 from tournesol.cli.export import write_csv
@@ -49,7 +49,8 @@ def _planted_rejects(truth_path: Path) -> Counter[str]:
     return planted
 
 
-def run_demo(*, out_dir: Path, persons: int, seed: int) -> None:
+def run_demo(*, out_dir: Path, persons: int, seed: int) -> int | None:
+    """Generate, import, resolve and show; returns a merged customer worth opening."""
     from tournesol.demo.generator import generate
 
     chunk_rows = settings().import_chunk_rows
@@ -167,9 +168,50 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> None:
         ("tournesol export customers --out c.csv", "the golden records"),
         ("tournesol demo", "again: every file is recognised, nothing changes"),
     ]
+    steps += [("tournesol serve", "the web UI, the REST API and event collection")]
     console.print("Next steps:")
     for cmd, what in steps:
         console.print(f"  [bold]{cmd:<52}[/] {what}", highlight=False)
+    return example
+
+
+DEMO_PASSWORD = "tournesol-demo"
+DEMO_USERS = (
+    ("demo@tournesol.example", "Demo Admin", "admin"),
+    ("conseiller@tournesol.example", "Claire Conseil", "advisor"),
+    ("analyste@tournesol.example", "Alain Analyse", "analyst"),
+)
+
+
+def demo_accounts(factory: sessionmaker[Session]) -> str:
+    """The demo's staff accounts (one per role worth trying, password ``tournesol-demo``)
+    and a fresh event-collection key (the previous demo key is revoked). Returns the key."""
+    from tournesol.auth import rules
+    from tournesol.auth import service as auth_service
+
+    with unit_of_work(factory) as session:
+        for email, name, role in DEMO_USERS:
+            user = auth_service.get_by_email(session, email=email)
+            if user is None:
+                auth_service.create(
+                    session, email=email, name=name, role=role, password=DEMO_PASSWORD
+                )
+            else:
+                auth_service.set_password(session, user=user, password=DEMO_PASSWORD)
+        for key in auth_service.list_api_keys(session):
+            if key.name == "demo events" and key.revoked_at is None:
+                auth_service.revoke_api_key(session, key_id=key.id)
+        _key, secret = auth_service.create_api_key(
+            session, name="demo events", scopes=[rules.EVENTS_WRITE], source_name="web-events"
+        )
+    table = Table(title="Demo sign-in (password: tournesol-demo)", title_justify="left")
+    table.add_column("e-mail")
+    table.add_column("role")
+    for email, _name, role in DEMO_USERS:
+        table.add_row(email, role)
+    console.print(table)
+    console.print(f"Event collection write key (Segment SDKs): [bold]{secret}[/]", highlight=False)
+    return secret
 
 
 def _show_store(session: Session) -> None:

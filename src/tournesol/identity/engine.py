@@ -147,6 +147,10 @@ class Engine:
                 )
             except SplinkException as exc:  # e.g. no pair of records shares that block yet
                 notes.append(f"EM pass skipped ({_first_line(exc)})")
+            except ValueError as exc:
+                # On a small base a level seen in no matching pair can get an m below what a
+                # float holds (Splink refuses it): that pass is skipped, the others stand.
+                notes.append(f"EM pass skipped ({_first_line(exc)})")
         model = trainer.misc.save_model_to_json()
         model["probability_two_random_records_match"] = prior
         model["tournesol_training_notes"] = notes
