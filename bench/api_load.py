@@ -7,12 +7,15 @@ wrk against the real server (``tournesol serve``) over a base of 1,000,000 custo
         [--transactions N] [--seed 7] [--server-url URL] [--database tournesol_bench]
         [--reuse] [--keep] [--load-only] [--workers 2] [--duration 30] [--warmup 5]
         [--connections 20] [--threads 2] [--scenarios search,detail,timeline,page,ingest]
-        [--batch-size 100] [--json PATH]
+        [--think-ms 0,1000] [--batch-size 100] [--pg-options '-c name=value']
+        [--quiet-below 15] [--quiet-timeout 300] [--keep-logs] [--json PATH]
 
 1. Database: a dedicated one (``tournesol_bench`` on the PostgreSQL server of ``--server-url``),
    dropped and created afresh, migrated (``tournesol.migrations.upgrade``), loaded, and dropped
    at the end unless ``--keep``. With ``--reuse``, a database this script loaded before with the
-   same sizes and seed (it notes them as the database's comment) is migrated and used as it is.
+   same sizes and seed (it notes them as the database's comment) is migrated and used as it is;
+   with ``--keep``, what the scenarios wrote (audit rows, events and their interactions) is
+   deleted at the end, so that the next run starts from the same base.
 2. Load (PostgreSQL COPY, text format, one connection): a population of French persons in
    households drawn as ``bench/identity_scale.py`` draws them (first names weighted by their
    INSEE ranks, a long tail of surnames with many MARTINs and DUPONTs, real postal codes and
@@ -32,8 +35,11 @@ wrk against the real server (``tournesol serve``) over a base of 1,000,000 custo
 3. Server: ``tournesol serve`` in a process of its own (``--workers`` uvicorn workers) on the
    bench database; two API keys made with ``auth.service``: ``customers:read`` for the reads,
    ``events:write`` (source ``bench-events``) for the events.
-4. Scenarios, each a wrk warm-up then a measured run with ``--connections`` connections (a
-   closed loop: each connection sends its next request when the previous one is answered):
+4. Scenarios, each a wrk warm-up then a measured run with ``--connections`` connections,
+   once per ``--think-ms`` value: 0 is a closed loop (each connection sends its next request
+   as soon as the previous one is answered), N a random pause of N ms on average before each
+   request (a member of staff reading the answer). Each waits first until other programs
+   leave the machine under ``--quiet-below`` % busy (at most ``--quiet-timeout`` s):
    ``search`` (``GET /api/v1/customers?q=``: last names as typed, with sound-alike and
    keyboard typos, name and first name, name and postal code, prefixes, e-mails, phones in the
    formats people write them, loyalty cards and account ids, postal codes), ``detail``
@@ -46,8 +52,11 @@ wrk against the real server (``tournesol serve``) over a base of 1,000,000 custo
    but the batches still in flight when wrk stopped).
 5. Figures, printed last: per scenario the requests, requests/s, latency percentiles (wrk's,
    which correct for coordinated omission), non-2xx answers and socket errors, the CPU shares
-   of the server, PostgreSQL and wrk; for ingestion the events/s and stored vs acknowledged.
-   ``--json`` writes them to a file too.
+   of the server, PostgreSQL, wrk, other programs and the hypervisor's steal, and the CPU
+   milliseconds per request of the server and of PostgreSQL; for ingestion the events/s and
+   stored vs acknowledged. ``--json`` writes them (and more: sessions opened, commits,
+   buffer hits) to a file too. ``--pg-options`` gives the server's connections per-session
+   settings (``-c synchronous_commit=off``...), postgresql.conf untouched.
 """
 
 from __future__ import annotations
@@ -1158,7 +1167,8 @@ class CpuMeter:
     """Over a run: CPU time of the server's processes, PostgreSQL's (backends that ended
     included: the postmaster reaps them) and wrk's (this process's finished children), and
     what the database did (sessions opened, commits, blocks read from disk or found in
-    shared buffers). CPU as shares of the machine: 100 % = all cores busy."""
+    shared buffers). CPU as shares of the machine: 100 % = all cores busy; ``other`` is what
+    other programs used, ``steal`` what the hypervisor gave to other machines."""
 
     def __init__(self, server: Server, url: str) -> None:
         self.server = server
@@ -1185,8 +1195,9 @@ class CpuMeter:
                 out["postgres"] += (own + int(fields[13]) + int(fields[14])) / self.ticks
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         out["wrk"] = children.ru_utime + children.ru_stime
-        first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        out["busy"] = (sum(int(x) for x in first) - int(first[3]) - int(first[4])) / self.ticks
+        first = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        out["busy"] = (sum(first) - first[3] - first[4] - first[7]) / self.ticks
+        out["steal"] = first[7] / self.ticks  # time the hypervisor gave our cores to others
         out["clock"] = time.monotonic()
         with psycopg.connect(_libpq(self.url), autocommit=True) as conn:
             row = conn.execute(
@@ -1207,7 +1218,7 @@ class CpuMeter:
         seconds = delta["clock"] * self.cores
         out = {
             f"cpu_{name}_pct": round(100 * delta[name] / seconds, 1)
-            for name in ("server", "postgres", "wrk", "busy")
+            for name in ("server", "postgres", "wrk", "busy", "steal")
         }
         out["cpu_other_pct"] = round(
             out["cpu_busy_pct"] - out["cpu_server_pct"] - out["cpu_postgres_pct"]
@@ -1650,7 +1661,7 @@ def print_figures(figures: dict[str, Any]) -> None:
     table = Table(title="API load (latencies in ms)")
     for column in (
         "scenario", "conns", "requests", "req/s", "p50", "p95", "p99", "max", "non-2xx",
-        "socket err", "events/s", "stored / acked", "cpu % srv/pg/wrk/other",
+        "socket err", "events/s", "stored / acked", "cpu % srv/pg/wrk/other/steal",
         "cpu ms/req srv/pg",
     ):  # fmt: skip
         table.add_column(column, justify="left" if column == "scenario" else "right")
@@ -1671,7 +1682,8 @@ def print_figures(figures: dict[str, Any]) -> None:
             str(r["socket_errors"]),
             f"{r['events_per_s']:,.0f}" if "events_per_s" in r else "",
             stored,
-            f"{r['cpu_server_pct']}/{r['cpu_postgres_pct']}/{r['cpu_wrk_pct']}/{r['cpu_other_pct']}",
+            f"{r['cpu_server_pct']}/{r['cpu_postgres_pct']}/{r['cpu_wrk_pct']}"
+            f"/{r['cpu_other_pct']}/{r['cpu_steal_pct']}",
             f"{r['server_cpu_ms_per_request']}/{r['postgres_cpu_ms_per_request']}",
         )
     out.print(table)
