@@ -226,3 +226,11 @@ def test_the_current_consent_is_the_latest_collected_per_channel_purpose_and_bra
         {"id": 5, "channel": "sms", "purpose": "marketing", "brand_id": None, "collected_at": day},
     ]
     assert [r["id"] for r in rules.latest(rows)] == [1, 3, 5]
+
+
+def test_a_card_typed_in_groups_is_a_card() -> None:
+    for typed in ("2990 0000 0001 9", "2990-0000-0001-9", "2990.0000.0001.9"):
+        query = parse_query(typed)
+        assert (query.kind, query.card) == ("card", "2990000000019"), typed
+    assert parse_query("06 12 34 56 78").kind == "phone"  # a phone stays a phone
+    assert parse_query("dupont 75011").kind == "name"

@@ -89,6 +89,9 @@ class Query:
         return " ".join(self.words)
 
 
+_GROUP_SEPARATORS = re.compile(r"[\s.\-]+")
+
+
 def parse_query(text: str) -> Query:
     """Say what a search box holds.
 
@@ -100,6 +103,8 @@ def parse_query(text: str) -> Query:
     ('postal_code', ('DUPONT',))
     >>> parse_query("2912345678901").kind
     'card'
+    >>> parse_query("2990 0000 0001 9").card
+    '2990000000019'
     """
     raw = (text or "").strip()
     if not raw:
@@ -117,8 +122,12 @@ def parse_query(text: str) -> Query:
         if phone is not None:
             card = raw if compact and raw.isdigit() else None
             return Query("phone", raw, phone=phone, card=card)
+    joined = _GROUP_SEPARATORS.sub("", raw)
     if compact and _CARD.fullmatch(raw) and any(ch.isdigit() for ch in raw) and len(raw) >= 4:
-        return Query("card", raw, card=raw)
+        return Query("card", raw, card=joined if joined.isdigit() else raw)
+    if not compact and joined.isdigit() and len(joined) >= 8:
+        # a card or account number typed in groups, as printed: 2990 0000 0001 9
+        return Query("card", raw, card=joined)
     postal: str | None = None
     words: list[str] = []
     for token in raw.split():
