@@ -111,7 +111,12 @@ def history(session: Session, *, customer_id: int) -> list[Consent]:
 def current_consents(session: Session, *, customer_id: int) -> list[Consent]:
     """The state that holds now per channel, purpose and brand: the latest row by
     collected_at (rows are never updated; a change is a new row)."""
-    rows = history(session, customer_id=customer_id)
+    return latest_of(history(session, customer_id=customer_id))
+
+
+def latest_of(rows: Sequence[Consent]) -> list[Consent]:
+    """Of a customer's consent rows, those that hold now (``current_consents`` without the
+    query, for a caller that already read the history)."""
     by_id = {row.id: row for row in rows}
     plain = [
         {

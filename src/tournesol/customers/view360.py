@@ -220,6 +220,10 @@ def customer_360(session: Session, *, customer_id: int) -> Customer360 | None:
         if customer.status == "active"
         else survivor_of(session, customer_id=customer_id)
     )
+    # one read of the consents serves both the history and the state that holds now
+    consent_rows = consent_service.history(session, customer_id=customer_id)
+    consent_history = consent_items(session, consent_rows)
+    holding = {row.id for row in consent_service.latest_of(consent_rows)}
     return Customer360(
         customer_id=customer.id,
         status=customer.status,
@@ -234,12 +238,8 @@ def customer_360(session: Session, *, customer_id: int) -> Customer360 | None:
         identifiers=_identifiers(session, customer_id),
         records=records,
         organisations=_organisations(session, customer_id),
-        consents=consent_items(
-            session, consent_service.current_consents(session, customer_id=customer_id)
-        ),
-        consent_history=consent_items(
-            session, consent_service.history(session, customer_id=customer_id)
-        ),
+        consents=[i for i in consent_history if i.id in holding],
+        consent_history=consent_history,
         preferences=[
             PreferenceItem(
                 p.channel, p.preferred, p.days, p.hours, p.language, p.max_per_week, p.updated_at
