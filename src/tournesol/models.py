@@ -23,6 +23,8 @@ from tournesol.identity.models import (
 )
 from tournesol.ingest.models import ImportBatch, Reject, Source, SourceRecord, SourceRecordVersion
 from tournesol.interactions.models import Interaction, Product, Transaction, TransactionLine
+from tournesol.scoring.models import CustomerFeature, CustomerRfm, CustomerScore, ScoreModel
+from tournesol.segments.models import Segment, SegmentMembership, SegmentSnapshot
 
 __all__ = [
     "ApiKey",
@@ -32,7 +34,10 @@ __all__ = [
     "CollectedEvent",
     "Consent",
     "Customer",
+    "CustomerFeature",
     "CustomerNameKey",
+    "CustomerRfm",
+    "CustomerScore",
     "Identifier",
     "IdentityModel",
     "IdentityRun",
@@ -47,6 +52,10 @@ __all__ = [
     "Preference",
     "Product",
     "Reject",
+    "ScoreModel",
+    "Segment",
+    "SegmentMembership",
+    "SegmentSnapshot",
     "Source",
     "SourceRecord",
     "SourceRecordVersion",

@@ -50,6 +50,10 @@ BUSINESS_TABLES = (
     "collected_event",
     "visitor_link",
     "customer_name_key",
+    "segment_membership",
+    "customer_feature",
+    "customer_rfm",
+    "customer_score",
 )
 LOG_TABLES = ("merge_event", "merge_move", "identity_run", "match_review")
 # the models of merges.MOVABLE: rows that belong to a customer

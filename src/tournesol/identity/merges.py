@@ -67,8 +67,17 @@ MOVABLE: dict[str, tuple[Table, tuple[str, ...]]] = {
     "visitor_link": (cast(Table, VisitorLink.__table__), ()),
 }
 # Tables with a customer_id that a merge leaves alone: the audit log is history (who read
-# whom, as it was), the name keys are derived from the golden record and rewritten with it.
-NOT_MOVED = {"audit_log", "customer_name_key"}
+# whom, as it was), the name keys are derived from the golden record and rewritten with it;
+# segment stays are history too (the absorbed customer leaves at the next snapshot); features,
+# RFM and scores are derived from the history and recomputed by their refresh.
+NOT_MOVED = {
+    "audit_log",
+    "customer_name_key",
+    "segment_membership",
+    "customer_feature",
+    "customer_rfm",
+    "customer_score",
+}
 _CUSTOMER = cast(Table, Customer.__table__)
 SNAPSHOT_COLUMNS = tuple(c.name for c in _CUSTOMER.columns if c.name != "id")
 

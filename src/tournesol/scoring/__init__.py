@@ -1,0 +1,1 @@
+"""Customer features (aggregates of each customer's history), RFM, and predictive scores."""
