@@ -96,13 +96,22 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``url`` (SQLite file or PostgreSQL through psycopg 3)."""
+    """Create an engine for ``url`` (SQLite file or PostgreSQL through psycopg 3).
+
+    PostgreSQL: a pool with a connection for each request one process serves at once (a
+    server worker runs its routes in 40 threads): a connection past ``pool_size`` is closed
+    when given back, and opening one costs both sides milliseconds (PostgreSQL forks a
+    process). Connections are not pinged at checkout (a ``SELECT 1`` round trip per request):
+    one broken by a restart of the database fails the statement that finds it, and the pool
+    then drops every connection made before it (SQLAlchemy's disconnect handling); each is
+    renewed after 30 minutes. ``kwargs`` override these settings."""
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    pool = {"pool_size": 20, "max_overflow": 10, "pool_recycle": 1800, "pool_use_lifo": True}
+    return create_engine(url, **(pool | kwargs))
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

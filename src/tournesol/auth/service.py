@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from tournesol.auth import rules
@@ -21,6 +22,8 @@ from tournesol.auth.models import ApiKey, AuditLog, User
 from tournesol.db import utcnow
 
 MIN_PASSWORD = 10
+_INSERT_AUDIT = insert(cast(Table, AuditLog.__table__))
+KEY_TTL = 5.0  # seconds a verified API key is trusted without asking the database again
 
 
 class AuthError(ValueError):
@@ -142,6 +145,64 @@ def verify_api_key(session: Session, *, secret: str) -> ApiKey | None:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedKey:
+    """What a verified API key is: its id and name, what it may do (``scopes``) and the
+    source its events are filed under (``source_name``, None: the default)."""
+
+    id: int
+    name: str
+    scopes: frozenset[str]
+    source_name: str | None
+
+    def can(self, permission: str) -> bool:
+        return permission in self.scopes
+
+
+class KeyCache:
+    """Verified API keys, each trusted ``ttl`` seconds after the database said so (a revoked
+    key stops working within that time; an unknown one is refused that long without asking
+    again), so that a program sending many requests costs one key lookup every ``ttl``
+    seconds, not one per request. Entries are keyed by the SHA-256 of the secret, never the
+    secret itself. One per application; safe across threads (plain dict reads and writes).
+
+    >>> keys = KeyCache()
+    >>> key = keys.verify(session, secret="tsk_ab12cd34_...")  # doctest: +SKIP
+    >>> key.can("customers:read")  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        ttl: float = KEY_TTL,
+        *,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._keys: dict[str, tuple[float, VerifiedKey | None]] = {}
+
+    def verify(self, session: Session, *, secret: str) -> VerifiedKey | None:
+        """The key behind ``secret`` (None: unknown or revoked), from the cache when fresh."""
+        digest = _digest(secret.strip())
+        now = self.clock()
+        hit = self._keys.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        key = verify_api_key(session, secret=secret)
+        found = (
+            None
+            if key is None
+            else VerifiedKey(key.id, key.name, frozenset(key.scopes), key.source_name)
+        )
+        if len(self._keys) >= self.max_entries:
+            self._keys.clear()  # a flood of made-up keys: start again rather than grow
+        self._keys[digest] = (now + self.ttl, found)
+        return found
+
+
 def list_api_keys(session: Session) -> Sequence[ApiKey]:
     return session.scalars(select(ApiKey).order_by(ApiKey.id)).all()
 
@@ -187,7 +248,7 @@ class Principal:
         )
 
     @classmethod
-    def of_key(cls, key: ApiKey) -> Principal:
+    def of_key(cls, key: ApiKey | VerifiedKey) -> Principal:
         return cls("api_key", key.id, key.name, frozenset(key.scopes))
 
 
@@ -201,20 +262,22 @@ def audit(
     channel: str = "web",
     details: dict[str, Any] | None = None,
     at: datetime | None = None,
-) -> AuditLog:
-    """Write one audit row (in the caller's transaction)."""
-    row = AuditLog(
-        at=at or utcnow(),
-        actor=principal.actor,
-        actor_name=principal.name,
-        action=action,
-        customer_id=customer_id,
-        reason=(reason or "").strip()[:1000] or None,
-        channel=channel,
-        details=details or {},
+) -> None:
+    """Write one audit row (in the caller's transaction), at once: one INSERT, no object
+    for the session to track."""
+    session.execute(
+        _INSERT_AUDIT,
+        {
+            "at": at or utcnow(),
+            "actor": principal.actor,
+            "actor_name": principal.name,
+            "action": action,
+            "customer_id": customer_id,
+            "reason": (reason or "").strip()[:1000] or None,
+            "channel": channel,
+            "details": details or {},
+        },
     )
-    session.add(row)
-    return row
 
 
 def list_audit(

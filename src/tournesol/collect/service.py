@@ -12,7 +12,6 @@ customer is ever created from an event.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -22,7 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, select, union_all
+from sqlalchemy import Table, select, text, union_all
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from tournesol.auth import service as auth_service
@@ -37,7 +38,7 @@ log = logging.getLogger("tournesol.collect")
 
 DEFAULT_SOURCE = "events"  # the source of keys that name none
 SOURCE_KIND = "events"
-KEY_TTL = 5.0  # seconds a verified key is trusted without asking the database again
+KEY_TTL = auth_service.KEY_TTL  # seconds a verified key is trusted without asking again
 PHONE_KINDS = ("phone", "phone_mobile", "phone_fixed")
 _EVENTS = cast(Table, CollectedEvent.__table__)
 _LINKS = cast(Table, VisitorLink.__table__)
@@ -92,8 +93,8 @@ class WriteKey:
 
 class KeyCache:
     """Verified write keys, kept ``ttl`` seconds (a revoked key stops working within that
-    time), and the ids of event sources. One per application; safe across threads (plain
-    dict reads and writes)."""
+    time: :class:`tournesol.auth.service.KeyCache`), and the ids of event sources. One per
+    application; safe across threads (plain dict reads and writes)."""
 
     def __init__(
         self,
@@ -102,31 +103,15 @@ class KeyCache:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self.clock = clock
-        self._keys: dict[str, tuple[float, WriteKey | None]] = {}
+        self.keys = auth_service.KeyCache(ttl, max_entries=max_entries, clock=clock)
         self._sources: dict[str, int] = {}
 
     def verify(self, session: Session, *, secret: str) -> WriteKey | None:
         """The key behind ``secret`` (None: unknown or revoked), from the cache when fresh."""
-        digest = hashlib.sha256(secret.encode()).hexdigest()
-        now = self.clock()
-        hit = self._keys.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        key = auth_service.verify_api_key(session, secret=secret)
-        found = (
-            None
-            if key is None
-            else WriteKey(
-                key.id, key.name, frozenset(key.scopes), key.source_name or DEFAULT_SOURCE
-            )
-        )
-        if len(self._keys) >= self.max_entries:
-            self._keys.clear()
-        self._keys[digest] = (now + self.ttl, found)
-        return found
+        key = self.keys.verify(session, secret=secret)
+        if key is None:
+            return None
+        return WriteKey(key.id, key.name, key.scopes, key.source_name or DEFAULT_SOURCE)
 
     def source_id(self, session: Session, *, name: str) -> int:
         """The id of the source called ``name``, created (kind ``events``) on first use.
@@ -186,10 +171,98 @@ class Growth:
             return True
 
 
+# A table's statistics are stale when it was never analyzed, or when the rows written since
+# its last ANALYZE reach this share of the rows it counted then (autovacuum's own threshold
+# is 10 %: this one only has to catch the tables that grew from nothing).
+STALE_SHARE = 0.2
+# One refresh at a time across the server's processes (an ANALYZE waits for another one of
+# the same table): the key of a PostgreSQL advisory lock.
+_ANALYZE_LOCK = 0x746F75726E  # "tourn"
+
+
+def stale_tables(conn: Connection) -> dict[str, tuple[str, ...]]:
+    """The tables of LOOKUP_COLUMNS whose planner statistics are stale (see STALE_SHARE),
+    with their columns; none on SQLite, whose planner keeps no such statistics."""
+    if Dialect.of(conn).name != "postgresql":
+        return {}
+    rows = conn.execute(
+        text(
+            "SELECT t.name FROM unnest(CAST(:names AS text[])) AS t(name)"
+            " JOIN pg_stat_user_tables s ON s.relid = to_regclass(t.name)"
+            " JOIN pg_class c ON c.oid = s.relid"
+            " WHERE (s.last_analyze IS NULL AND s.last_autoanalyze IS NULL)"
+            " OR (s.n_mod_since_analyze > 0"
+            " AND s.n_mod_since_analyze >= :share * GREATEST(c.reltuples, 0))"
+        ),
+        {"names": list(LOOKUP_COLUMNS), "share": STALE_SHARE},
+    )
+    stale = {name for (name,) in rows}
+    return {name: columns for name, columns in LOOKUP_COLUMNS.items() if name in stale}
+
+
+def _refresh(conn: Connection) -> list[str]:
+    """ANALYZE the stale tables, unless another process is doing it; the tables done."""
+    dialect = Dialect.of(conn)
+    if dialect.name == "postgresql" and not conn.scalar(
+        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _ANALYZE_LOCK}
+    ):
+        return []
+    tables = stale_tables(conn)
+    dialect.refresh_statistics(conn, tables)
+    return list(tables)
+
+
+class StatisticsRefresher:
+    """Refreshes the planner's statistics of the tables collection reads, away from the
+    requests: in a thread of its own, at most one at a time in a process (a refresh asked
+    for while one runs is dropped: the next growth step asks again)."""
+
+    def __init__(self) -> None:
+        self._running = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def refresh(self, session: Session) -> bool:
+        """Start a refresh on a connection of its own and return at once (False: one is
+        running). A session bound to a connection rather than an engine (a test's
+        transaction, a unit of work that must see its own rows) has it done at once, on that
+        connection."""
+        bind = session.get_bind()
+        if not isinstance(bind, Engine):
+            _refresh(session.connection())
+            return True
+        if not self._running.acquire(blocking=False):
+            return False
+        self._thread = threading.Thread(
+            target=self._run, args=(bind,), name="tournesol-statistics", daemon=True
+        )
+        self._thread.start()
+        return True
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the refresh under way, if any (tests, orderly shutdowns)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self, engine: Engine) -> None:
+        try:
+            with engine.connect() as conn:
+                _refresh(conn)
+                conn.commit()
+        except SQLAlchemyError as exc:  # the events are committed: statistics can wait
+            log.warning("refreshing the planner's statistics failed (%s)", type(exc).__name__)
+        finally:
+            self._running.release()
+
+
+_REFRESHER = StatisticsRefresher()
+
+
 def refresh_statistics(session: Session) -> None:
-    """Refresh the planner's statistics of the tables collection reads (ANALYZE on
-    PostgreSQL, nothing on SQLite)."""
-    Dialect.of(session).refresh_statistics(session.connection(), LOOKUP_COLUMNS)
+    """Let the planner see how the tables collection reads have grown (ANALYZE of the stale
+    ones on PostgreSQL, nothing on SQLite), without holding up the caller: in a background
+    thread of this process, one at a time (:class:`StatisticsRefresher`); at once when the
+    session is bound to a connection."""
+    _REFRESHER.refresh(session)
 
 
 # --- collection ----------------------------------------------------------------------------

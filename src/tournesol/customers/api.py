@@ -15,10 +15,13 @@ the survivor for writes: a write goes where the client means it to, explicitly.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from tournesol.auth import rules
@@ -64,6 +67,28 @@ _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# Read answers are the services' dataclasses (fields in the order of the schemas' models,
+# which document them: tests/unit/test_api_schemas.py) serialized by orjson as Pydantic would
+# (date-times in UTC with Z, decimals as strings): no model built and validated per answer.
+_OPTIONS = orjson.OPT_UTC_Z
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+def _decimal(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+def _json(content: Any) -> Response:
+    """``content`` (dicts, lists, the services' dataclasses) as a JSON answer."""
+    try:
+        body = orjson.dumps(content, default=_decimal, option=_OPTIONS)
+    except TypeError:  # what orjson does not take (an integer past 64 bits in a payload)
+        body = _ANY.dump_json(content)
+    return Response(body, media_type="application/json")
+
+
 def _invalid(field: str, message: str) -> JSONResponse:
     return json_error(422, f"{field}: {message}", details=[{"field": field, "message": message}])
 
@@ -76,6 +101,14 @@ def _where(
     if found is None:
         return json_error(404, f"there is no customer {customer_id}")
     status, survivor = found
+    return _elsewhere(request, customer_id, status, survivor, write=write)
+
+
+def _elsewhere(
+    request: Request, customer_id: int, status: str, survivor: int | None, *, write: bool
+) -> JSONResponse | None:
+    """The answer for a customer that is not active (None for an active one): where it
+    now lives, or that it was erased."""
     if status == "active":
         return None
     if status == "merged" and survivor is not None:
@@ -174,11 +207,7 @@ def search_customers(
         customer_ids=[h.customer_id for h in hits],
     )
     session.commit()
-    return schemas.SearchOut(
-        query_kind=kind,
-        count=len(hits),
-        items=[schemas.SearchHitOut.model_validate(h) for h in hits],
-    )
+    return _json({"query_kind": kind, "count": len(hits), "items": hits})
 
 
 @router.get(
@@ -198,14 +227,15 @@ def get_customer(
     """The golden record with the provenance of each field, identifiers, source records,
     organisations, consents (current and history), preferences, purchase summary and merge
     history. Audited (`customer.read`)."""
-    answer = _where(session, request, customer_id, write=False)
+    view = view360.customer_360(session, customer_id=customer_id, active_only=True)
+    if view is None:
+        return json_error(404, f"there is no customer {customer_id}")
+    answer = _elsewhere(request, customer_id, view.status, view.survivor_id, write=False)
     if answer is not None:
         return answer
-    view = view360.customer_360(session, customer_id=customer_id)
-    assert view is not None
     _audit(session, principal, "customer.read", customer_id, reason or x_audit_reason, view="360")
     session.commit()
-    return schemas.CustomerOut.model_validate(view)
+    return _json(view)
 
 
 @router.get(
@@ -264,10 +294,7 @@ def get_timeline(
         view="timeline",
     )
     session.commit()
-    return schemas.TimelineOut(
-        items=[schemas.TimelineItemOut.model_validate(i) for i in page.items],
-        next_cursor=page.next_cursor,
-    )
+    return _json({"items": page.items, "next_cursor": page.next_cursor})
 
 
 @router.post(

@@ -130,4 +130,5 @@ class CustomerNameKey(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), primary_key=True)
     key: Mapped[str] = mapped_column(String(120), primary_key=True)
 
-    __table_args__ = (Index("ix_customer_name_key_key", "key"),)
+    # (key, customer_id): a search reads the customers of a key from the index alone
+    __table_args__ = (Index("ix_customer_name_key_key_customer", "key", "customer_id"),)

@@ -22,10 +22,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
-from rapidfuzz import fuzz
-from sqlalchemy import and_, or_, select, text
+import numpy as np
+from rapidfuzz import fuzz, process
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from tournesol.customers.models import Customer, CustomerNameKey, Identifier
@@ -66,6 +78,14 @@ HIT_COLUMNS = (
     "postal_code",
     "city",
     "customer_type",
+)
+# Positions in the rows read (a Row's attributes cost several times an index).
+_AT = {name: index for index, name in enumerate(HIT_COLUMNS)}
+_AT_ID, _AT_FIRST, _AT_LAST, _AT_MAIDEN = (
+    _AT["id"],
+    _AT["first_name"],
+    _AT["last_name"],
+    _AT["maiden_name"],
 )
 
 
@@ -206,135 +226,250 @@ def search(
     return []
 
 
+# Core tables (the statements below load no ORM objects: cheaper to run).
+_CUSTOMER = cast(Table, Customer.__table__)
+_IDENTIFIER = cast(Table, Identifier.__table__)
+_NAME_KEY = cast(Table, CustomerNameKey.__table__)
+
+
+def _kinds() -> Any:
+    """The identifier kinds present, read from the (kind, value) index by a loose index scan
+    (a recursive CTE: one probe per kind, whatever the table's size)."""
+    first = select(func.min(_IDENTIFIER.c.kind).label("kind")).cte("kinds", recursive=True)
+    other = _IDENTIFIER.alias("other")
+    following = select(func.min(other.c.kind)).where(other.c.kind > first.c.kind).scalar_subquery()
+    return first.union_all(select(following).where(first.c.kind.is_not(None)))
+
+
 def identifier_kinds(session: Session) -> list[str]:
     """The identifier kinds present, read from the (kind, value) index by a loose index scan:
     one probe per kind, whatever the table's size."""
-    rows = session.execute(
-        text(
-            "WITH RECURSIVE k(kind) AS ("
-            " SELECT MIN(kind) FROM identifier"
-            " UNION ALL"
-            " SELECT (SELECT MIN(i.kind) FROM identifier i WHERE i.kind > k.kind)"
-            " FROM k WHERE k.kind IS NOT NULL"
-            ") SELECT kind FROM k WHERE kind IS NOT NULL"
-        )
-    )
+    kinds = _kinds()
+    rows = session.execute(select(kinds.c.kind).where(kinds.c.kind.is_not(None)))
     return [str(kind) for (kind,) in rows]
 
 
 def _columns() -> list[Any]:
-    return [getattr(Customer, c) for c in HIT_COLUMNS]
+    return [_CUSTOMER.c[c] for c in HIT_COLUMNS]
 
 
 def _by_identifiers(
     session: Session, values: list[str], postal: str | None, words: list[str], limit: int
 ) -> list[SearchHit]:
-    kinds = identifier_kinds(session)
-    if not kinds:
-        return []
-    dialect = Dialect.of(session)
-    query = (
-        select(Identifier.kind, *_columns())
-        .join(Customer, Customer.id == Identifier.customer_id)
-        .where(
-            dialect.one_of(Identifier.kind, kinds),
-            dialect.one_of(Identifier.value, values),
-            Customer.status == "active",
-        )
-        .limit(MAX_LIMIT * 5)
-    )
-    if postal:
-        query = query.where(Customer.postal_code == postal)
+    params = {"values": values, **({"postal": postal} if postal else {})}
+    query = _identifier_statement(bool(postal))
     matched: dict[int, tuple[set[str], Any]] = {}
-    for row in session.execute(query):
-        kinds_of, _ = matched.setdefault(row.id, (set(), row))
+    for row in session.execute(query, params).all():
+        kinds_of, _ = matched.setdefault(row[_AT_ID], (set(), row))
         kinds_of.add(row.kind)
     hits = []
+    typed = tuple(words)
     for kinds_of, row in matched.values():
         score = (
-            _name_score(tuple(words), row.first_name, row.last_name, row.maiden_name)
-            if words
-            else 100.0
+            _name_score(typed, row[_AT_FIRST], row[_AT_LAST], row[_AT_MAIDEN]) if words else 100.0
         )
         hits.append(_hit(row, score, "+".join(sorted(kinds_of))))
     return _best(hits, limit)
 
 
+@lru_cache(maxsize=2)
+def _identifier_statement(postal: bool) -> Select[Any]:
+    """Active customers holding one of ``:values`` as an identifier of any kind (in the postal
+    code ``:postal``); the kinds come from the same statement, so that each (kind, values) is
+    a lookup of the (kind, value) index."""
+    kinds = _kinds()
+    c = _CUSTOMER.c
+    query = (
+        select(*_columns(), _IDENTIFIER.c.kind)
+        .join_from(_IDENTIFIER, _CUSTOMER, c.id == _IDENTIFIER.c.customer_id)
+        .where(
+            _IDENTIFIER.c.kind.in_(select(kinds.c.kind).where(kinds.c.kind.is_not(None))),
+            _IDENTIFIER.c.value.in_(bindparam("values", expanding=True)),
+            c.status == "active",
+        )
+        .limit(MAX_LIMIT * 5)
+    )
+    return query.where(c.postal_code == bindparam("postal")) if postal else query
+
+
 def _by_postal_code(session: Session, postal: str, limit: int) -> list[SearchHit]:
+    c = _CUSTOMER.c
     query = (
         select(*_columns())
-        .where(Customer.postal_code == postal, Customer.status == "active")
-        .order_by(Customer.last_name, Customer.first_name, Customer.id)
+        .where(c.postal_code == postal, c.status == "active")
+        .order_by(c.last_name, c.first_name, c.id)
         .limit(limit)
     )
     return [_hit(row, 100.0, "postal_code") for row in session.execute(query)]
 
 
 def _by_name(session: Session, words: list[str], postal: str | None, limit: int) -> list[SearchHit]:
-    """Candidate ids from capped reads of the name-key index (the words, their sounds, key
-    ranges), their customers in one read by primary key, ranked here. A common surname with a
-    first name is narrowed through the (last name, first name) index. With a postal code, one
-    statement intersects the keys with the customers of that postal code instead.
+    """Candidates from capped reads of the name-key index (the words, their sounds, key
+    ranges) and their customers by primary key, in one statement, ranked here. A common
+    surname with a first name is narrowed through the (last name, first name) index. With a
+    postal code, one statement intersects the keys with the customers of that postal code
+    instead.
 
     Every read is driven by an index: the planner is never asked to join the key table to
     ``customer`` without one (it hash-joins over a scan of ``customer``)."""
-    dialect = Dialect.of(session)
     usable = [w for w in words if len(w) > 1]
     plain = {f"N:{w[:110]}" for w in usable} | (
         {"N:" + " ".join(words)[:110]} if len(words) > 1 else set()
     )
     sounds = {f"S:{_sound(w)[:110]}" for w in usable if _sound(w)}
     ranges = [(low, low[:-1] + chr(ord(low[-1]) + 1)) for low in _prefixes(words)]
-    key = CustomerNameKey.key
+    params: dict[str, Any] = {f"low{i}": low for i, (low, _) in enumerate(ranges)}
+    params |= {f"high{i}": high for i, (_, high) in enumerate(ranges)}
     if postal:
         if not (plain or sounds or ranges):
             return []
-        matching = or_(
-            *([dialect.one_of(key, sorted(plain | sounds))] if plain or sounds else []),
-            *[and_(key >= low, key < high) for low, high in ranges],
-        )
-        query = select(*_columns()).where(
-            Customer.postal_code == postal,
-            Customer.status == "active",
-            Customer.id.in_(select(CustomerNameKey.customer_id).where(matching)),
-        )
-        rows = list(session.execute(query.limit(POSTAL_CANDIDATES)))
+        params |= {"keys": sorted(plain | sounds), "postal": postal, "cap": POSTAL_CANDIDATES}
+        query = _postal_name_statement(bool(plain or sounds), len(ranges))
+        rows = list(session.execute(query, params).all())
     else:
-        ids: dict[int, None] = {}
-        common = False
-        for keys, cap in ((plain, EXACT_CANDIDATES), (sounds, SOUND_CANDIDATES)):
-            if keys:
-                found = select(CustomerNameKey.customer_id).where(dialect.one_of(key, sorted(keys)))
-                read = list(session.scalars(found.limit(cap)))
-                common = common or (keys is plain and len(read) >= cap)
-                ids.update(dict.fromkeys(read))
-        for low, high in ranges:
-            found = (
-                select(CustomerNameKey.customer_id)
-                .where(key >= low, key < high)
-                .order_by(key)
-                .limit(PREFIX_CANDIDATES)
-            )
-            ids.update(dict.fromkeys(session.scalars(found)))
-        if not ids:
+        if not (plain or sounds or ranges):
             return []
-        query = select(*_columns()).where(
-            dialect.one_of(Customer.id, list(ids)), Customer.status == "active"
-        )
-        rows = list(session.execute(query))
+        params |= {
+            "plain": sorted(plain),
+            "sounds": sorted(sounds),
+            "exact_cap": EXACT_CANDIDATES,
+            "sound_cap": SOUND_CANDIDATES,
+            "prefix_cap": PREFIX_CANDIDATES,
+        }
+        query = _name_statement(Dialect.of(session).name, bool(plain), bool(sounds), len(ranges))
+        rows = list(session.execute(query, params).all())
+        common = bool(rows) and rows[0][-1] >= EXACT_CANDIDATES
         if common and len(usable) > 1:
             rows.extend(_namesakes(session, usable, rows))
-    matched_on = "name+postal_code" if postal else "name"
-    best: dict[int, tuple[float, Any]] = {}
-    for row in rows:
-        if row.id not in best:
-            score = _name_score(tuple(words), row.first_name, row.last_name, row.maiden_name)
-            if score >= MIN_SCORE:
-                best[row.id] = (score, row)
-    ranked = sorted(
-        best.values(), key=lambda p: (-p[0], p[1].last_name or "", p[1].first_name or "", p[1].id)
+    return _ranked(rows, tuple(words), "name+postal_code" if postal else "name", limit)
+
+
+def _ranges_matching(count: int) -> list[Any]:
+    key = _NAME_KEY.c.key
+    return [and_(key >= bindparam(f"low{i}"), key < bindparam(f"high{i}")) for i in range(count)]
+
+
+@lru_cache(maxsize=64)
+def _name_statement(dialect: str, plain: bool, sounds: bool, ranges: int) -> Select[Any]:
+    """The candidates of a name in one statement: each read of the name keys capped on its
+    own (a subquery: SQLite takes no LIMIT on the members of a UNION), then their active
+    customers by primary key, each row ending with the number of ids the exact words read
+    (all of them up to the cap: the surname may be too common for the read to hold its
+    bearers). Built once per shape; the keys, bounds and caps are parameters."""
+    key = _NAME_KEY.c.key
+    reads: list[tuple[Select[Any], bool]] = []
+    if plain:
+        found = select(_NAME_KEY.c.customer_id).where(key.in_(bindparam("plain", expanding=True)))
+        reads.append((found.limit(bindparam("exact_cap", type_=Integer())), True))
+    if sounds:
+        found = select(_NAME_KEY.c.customer_id).where(key.in_(bindparam("sounds", expanding=True)))
+        reads.append((found.limit(bindparam("sound_cap", type_=Integer())), False))
+    for matching in _ranges_matching(ranges):
+        found = select(_NAME_KEY.c.customer_id).where(matching).order_by(key)
+        reads.append((found.limit(bindparam("prefix_cap", type_=Integer())), False))
+    parts = [
+        select(sub.c.customer_id, literal_column("1" if exact else "0").label("exact"))
+        for sub, exact in ((read.subquery(), exact) for read, exact in reads)
+    ]
+    candidates = (parts[0] if len(parts) == 1 else parts[0].union_all(*parts[1:])).cte("candidates")
+    read_exact = select(func.count()).where(candidates.c.exact == 1).scalar_subquery()
+    c = _CUSTOMER.c
+    return select(*_columns(), read_exact.label("exact")).where(
+        _among(dialect, c.id, select(candidates.c.customer_id)), c.status == "active"
     )
-    return [_hit(row, score, matched_on) for score, row in ranked[:limit]]
+
+
+def _among(dialect: str, column: Any, rows: Select[Any]) -> Any:
+    """``column IN (rows)``; on PostgreSQL ``= ANY(ARRAY(rows))``, which it runs as one
+    index scan over the sorted keys (twice as fast here as the semi-join it plans for the
+    IN). A database difference: its place is ``db.Dialect``, with ``one_of``."""
+    if dialect == "postgresql":
+        return column == any_(func.array(rows.scalar_subquery()))
+    return column.in_(rows)
+
+
+@lru_cache(maxsize=64)
+def _postal_name_statement(keys: bool, ranges: int) -> Select[Any]:
+    """The active customers of a postal code whose name keys match (at most ``:cap``)."""
+    key = _NAME_KEY.c.key
+    matching = or_(
+        *([key.in_(bindparam("keys", expanding=True))] if keys else []),
+        *_ranges_matching(ranges),
+    )
+    c = _CUSTOMER.c
+    return (
+        select(*_columns())
+        .where(
+            c.postal_code == bindparam("postal"),
+            c.status == "active",
+            c.id.in_(select(_NAME_KEY.c.customer_id).where(matching)),
+        )
+        .limit(bindparam("cap", type_=Integer()))
+    )
+
+
+def _ranked(
+    rows: Sequence[Any], words: tuple[str, ...], matched_on: str, limit: int
+) -> list[SearchHit]:
+    """The rows that match the words well enough (MIN_SCORE), best first, as hits: the score
+    of :func:`_name_score`, computed for all the rows at once (each distinct name word
+    compared once to each word typed, in rapidfuzz's C code, then maxima by array)."""
+    unique: dict[int, Any] = {}
+    for row in rows:
+        unique.setdefault(row[_AT_ID], row)
+    if not unique:
+        return []
+    candidates = list(unique.values())
+    names: dict[str, int] = {}  # each distinct name, numbered
+    held = [  # per candidate: the numbers of its first, last and maiden names (-1: none)
+        [
+            names.setdefault(name, len(names)) if name else -1
+            for name in (r[_AT_FIRST], r[_AT_LAST], r[_AT_MAIDEN])
+        ]
+        for r in candidates
+    ]
+    tokens: dict[str, int] = {}  # each distinct word of those names, numbered
+    spans: list[list[int]] = [
+        [tokens.setdefault(t, len(tokens)) for t in _tokens(name)] for name in names
+    ]
+    best = _name_bests(words, list(tokens), spans)  # per word, per name (-1: a name without words)
+    best = np.hstack([best, np.full((len(words), 1), -1.0)])  # column -1: no such name
+    per_candidate = best[:, np.array(held)].max(axis=2).T.tolist()
+    count = len(words)
+    scored: list[tuple[float, Any]] = []
+    for row, bests in zip(candidates, per_candidate, strict=True):
+        score = 0.0 if bests[0] < 0 else round(sum(bests) / count, 1)
+        if score >= MIN_SCORE:
+            scored.append((score, row))
+    scored.sort(key=lambda p: (-p[0], p[1][_AT_LAST] or "", p[1][_AT_FIRST] or "", p[1][_AT_ID]))
+    return [_hit(row, score, matched_on) for score, row in scored[:limit]]
+
+
+def _name_bests(words: tuple[str, ...], tokens: list[str], spans: list[list[int]]) -> Any:
+    """Per word typed (rows) and per name (columns, each the list of its words' numbers in
+    ``tokens``): the best similarity of the word to one of the name's words, as
+    :func:`_similarity` scores it; -1 for a name without words."""
+    best = np.full((len(words), len(spans)), -1.0)
+    if not tokens:
+        return best
+    similarity = process.cdist(words, tokens, scorer=fuzz.ratio, dtype=np.float64)
+    sounds = np.array([_sound(t) for t in tokens], dtype=object)
+    final = len(words) - 1
+    for index, word in enumerate(words):
+        sound = _sound(word)
+        if sound:
+            alike = sounds == sound
+            similarity[index, alike] = np.maximum(similarity[index, alike], 90.0)
+        if index == final and len(word) >= 2:
+            starting = np.array([t.startswith(word) for t in tokens])
+            similarity[index, starting] = np.maximum(similarity[index, starting], 95.0)
+            similarity[index, np.array([t == word for t in tokens])] = 100.0
+    filled = [i for i, span in enumerate(spans) if span]
+    if filled:
+        flat = [t for i in filled for t in spans[i]]
+        starts = np.cumsum([0] + [len(spans[i]) for i in filled[:-1]])
+        best[:, filled] = np.maximum.reduceat(similarity[:, flat], starts, axis=1)
+    return best
 
 
 def _namesakes(session: Session, words: list[str], rows: list[Any]) -> list[Any]:
@@ -343,7 +478,8 @@ def _namesakes(session: Session, words: list[str], rows: list[Any]) -> list[Any]
     name, first name) index, for each spelling of a typed surname seen among the rows read
     (``jean martin``: the Martins whose first name starts with J, and the Jeans with M)."""
     typed = set(words)
-    first = Customer.first_name
+    c = _CUSTOMER.c
+    first = c.first_name
     wanted = []
     for spelling in sorted({r.last_name for r in rows if r.last_name}):
         surname = set(plain_name(spelling).split())
@@ -352,10 +488,10 @@ def _namesakes(session: Session, words: list[str], rows: list[Any]) -> list[Any]
             continue
         starts = sorted({v for w in others for v in _INITIALS.get(w[0], w[0])})
         initial = or_(*[and_(first >= v, first < chr(ord(v) + 1)) for v in starts])
-        wanted.append(and_(Customer.last_name == spelling, initial))
+        wanted.append(and_(c.last_name == spelling, initial))
     if not wanted:
         return []
-    query = select(*_columns()).where(or_(*wanted), Customer.status == "active")
+    query = select(*_columns()).where(or_(*wanted), c.status == "active")
     return list(session.execute(query.limit(POSTAL_CANDIDATES)))
 
 
@@ -378,15 +514,31 @@ def _name_score(
     """How well the words typed match this customer's names (0-100): each word against its
     best name word (edit similarity; a sound-alike counts 90; the last word typed as the start
     of a name counts 95), averaged; words matching nothing count 0."""
-    tokens = _tokens(first, last, maiden)
-    if not tokens or not words:
-        return 0.0
     final = len(words) - 1
-    total = sum(
-        max(_similarity(word, token, index == final) for token in tokens)
-        for index, word in enumerate(words)
-    )
-    return round(total / len(words), 1)
+    parts = [
+        tuple(_best_of(word, name, index == final) for index, word in enumerate(words))
+        for name in (first, last, maiden)
+        if name
+    ]
+    return _combine(parts, len(words))
+
+
+def _combine(parts: Sequence[tuple[float, ...]], count: int) -> float:
+    """The score from each name's best similarity per word (-1: a name without words)."""
+    if not parts or not count:
+        return 0.0
+    bests = [max(part[index] for part in parts) for index in range(count)]
+    if bests[0] < 0:  # no name has a word
+        return 0.0
+    return round(sum(bests) / count, 1)
+
+
+@lru_cache(maxsize=200_000)
+def _best_of(word: str, name: str, typing: bool) -> float:
+    """The word's best similarity to one of the name's words (-1: the name has none). Names
+    repeat across candidates (a surname's bearers, common first names): each pair is scored
+    once."""
+    return max((_similarity(word, token, typing) for token in _tokens(name)), default=-1.0)
 
 
 @lru_cache(maxsize=200_000)
@@ -400,23 +552,23 @@ def _similarity(word: str, token: str, typing: bool) -> float:
     return similarity
 
 
-@lru_cache(maxsize=200_000)
-def _tokens(*names: str | None) -> tuple[str, ...]:
-    return tuple(t for n in names if n for t in plain_name(n).split())
+@lru_cache(maxsize=100_000)
+def _tokens(name: str) -> tuple[str, ...]:
+    return tuple(plain_name(name).split())
 
 
 def _hit(row: Any, score: float, matched_on: str) -> SearchHit:
     return SearchHit(
-        customer_id=row.id,
-        civility=row.civility,
-        first_name=row.first_name,
-        last_name=row.last_name,
-        birth_date=row.birth_date,
-        email=row.email,
-        phone_mobile=row.phone_mobile,
-        postal_code=row.postal_code,
-        city=row.city,
-        customer_type=row.customer_type,
+        customer_id=row[_AT_ID],
+        civility=row[_AT["civility"]],
+        first_name=row[_AT_FIRST],
+        last_name=row[_AT_LAST],
+        birth_date=row[_AT["birth_date"]],
+        email=row[_AT["email"]],
+        phone_mobile=row[_AT["phone_mobile"]],
+        postal_code=row[_AT["postal_code"]],
+        city=row[_AT["city"]],
+        customer_type=row[_AT["customer_type"]],
         score=score,
         matched_on=matched_on,
     )

@@ -18,14 +18,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
-from tournesol.consent import service as consent_service
-from tournesol.consent.models import Consent
+from tournesol.consent import rules as consent_rules
+from tournesol.consent.models import Consent, Preference
 from tournesol.customers.models import (
     Brand,
     Customer,
@@ -34,7 +48,7 @@ from tournesol.customers.models import (
     OrganisationContact,
 )
 from tournesol.customers.rules import GOLDEN_FIELDS
-from tournesol.identity.merges import active_events_of
+from tournesol.identity.models import MergeEvent
 from tournesol.ingest.models import Source, SourceRecord
 from tournesol.interactions import service as history_service
 from tournesol.interactions.models import Interaction, Transaction, TransactionLine
@@ -158,18 +172,19 @@ class MergeItem:
 class Customer360:
     """Everything about one customer. A merged customer (``status`` ``merged``) carries
     ``merged_into_id`` and ``survivor_id`` (the active customer at the end of the chain): the
-    caller shows that one instead."""
+    caller shows that one instead. The fields are in the order of the API's answer
+    (``schemas.CustomerOut``), which serializes this object as it is."""
 
     customer_id: int
     status: str
     merged_into_id: int | None
     survivor_id: int | None
     customer_type: str
-    golden: dict[str, Any]
-    provenance: dict[str, FieldSource]
     brand: str | None
     created_at: datetime
     updated_at: datetime
+    golden: dict[str, Any]
+    provenance: dict[str, FieldSource]
     identifiers: list[IdentifierItem] = field(default_factory=list)
     records: list[RecordItem] = field(default_factory=list)
     organisations: list[OrganisationItem] = field(default_factory=list)
@@ -182,6 +197,168 @@ class Customer360:
     scores: list[Any] = field(default_factory=list)  # issue 6
 
 
+# Reads by the customer's id, built once: Core statements over the tables (no ORM objects to
+# load), each one round trip.
+_CUSTOMER = cast(Table, Customer.__table__)
+_BRAND = cast(Table, Brand.__table__)
+_SOURCE = cast(Table, Source.__table__)
+_RECORD = cast(Table, SourceRecord.__table__)
+_IDENTIFIER = cast(Table, Identifier.__table__)
+_ORGANISATION = cast(Table, Organisation.__table__)
+_CONTACT = cast(Table, OrganisationContact.__table__)
+_CONSENT = cast(Table, Consent.__table__)
+_PREFERENCE = cast(Table, Preference.__table__)
+_TRANSACTION = cast(Table, Transaction.__table__)
+_LINE = cast(Table, TransactionLine.__table__)
+_INTERACTION = cast(Table, Interaction.__table__)
+_MERGE = cast(Table, MergeEvent.__table__)
+_ID = bindparam("customer_id", type_=Integer())
+
+_STATUS = select(_CUSTOMER.c.status, _CUSTOMER.c.merged_into_id).where(_CUSTOMER.c.id == _ID)
+# Purchases (tickets, orders: every kind but returns) and returns: counts, amounts, dates.
+_BOUGHT = _TRANSACTION.c.kind != "return"
+_RETURNED = _TRANSACTION.c.kind == "return"
+_TOTALS = select(
+    func.count().filter(_BOUGHT).label("purchases"),
+    func.sum(_TRANSACTION.c.total_amount).filter(_BOUGHT).label("purchased"),
+    func.min(_TRANSACTION.c.occurred_at).filter(_BOUGHT).label("first_purchase_at"),
+    func.max(_TRANSACTION.c.occurred_at).filter(_BOUGHT).label("last_purchase_at"),
+    func.count().filter(_RETURNED).label("returns"),
+    func.sum(_TRANSACTION.c.total_amount).filter(_RETURNED).label("returned"),
+).where(_TRANSACTION.c.customer_id == _ID)
+_TOTALS_OF = _TOTALS.subquery("totals")
+# The customer with its brand, its purchase totals, and whether it has organisations,
+# preferences or merges (most have none: their reads are skipped), in one statement.
+_HEAD = (
+    select(
+        *(_CUSTOMER.c[c] for c in GOLDEN_COLUMNS if c != "customer_type"),
+        _CUSTOMER.c.id,
+        _CUSTOMER.c.status,
+        _CUSTOMER.c.merged_into_id,
+        _CUSTOMER.c.customer_type,
+        _CUSTOMER.c.provenance,
+        _CUSTOMER.c.created_at,
+        _CUSTOMER.c.updated_at,
+        _BRAND.c.code.label("brand"),
+        *_TOTALS_OF.c,
+        select(_CONTACT.c.id)
+        .where(_CONTACT.c.customer_id == _CUSTOMER.c.id)
+        .exists()
+        .label("has_organisations"),
+        select(_PREFERENCE.c.id)
+        .where(_PREFERENCE.c.customer_id == _CUSTOMER.c.id)
+        .exists()
+        .label("has_preferences"),
+        or_(
+            select(_MERGE.c.id).where(_MERGE.c.survivor_id == _CUSTOMER.c.id).exists(),
+            select(_MERGE.c.id).where(_MERGE.c.absorbed_id == _CUSTOMER.c.id).exists(),
+        ).label("has_merges"),
+    )
+    .select_from(
+        _CUSTOMER.outerjoin(_BRAND, _BRAND.c.id == _CUSTOMER.c.brand_id).join(_TOTALS_OF, true())
+    )
+    .where(_CUSTOMER.c.id == _ID)
+)
+_RECORDS = (
+    select(
+        _RECORD.c.id,
+        _SOURCE.c.name,
+        _RECORD.c.source_key,
+        _RECORD.c.entity,
+        _RECORD.c.created_at,
+        _RECORD.c.updated_at,
+        _RECORD.c.quality_flags,
+        _RECORD.c.normalized["quality"]["score"].as_integer(),
+    )
+    .select_from(_RECORD.join(_SOURCE, _SOURCE.c.id == _RECORD.c.source_id))
+    .where(_RECORD.c.customer_id == _ID)
+    .order_by(_RECORD.c.entity, _RECORD.c.id)
+)
+_IDENTIFIERS = (
+    select(_IDENTIFIER.c.kind, _IDENTIFIER.c.value, _SOURCE.c.name, _IDENTIFIER.c.source_record_id)
+    .select_from(
+        _IDENTIFIER.outerjoin(_RECORD, _RECORD.c.id == _IDENTIFIER.c.source_record_id).outerjoin(
+            _SOURCE, _SOURCE.c.id == _RECORD.c.source_id
+        )
+    )
+    .where(_IDENTIFIER.c.customer_id == _ID)
+    .order_by(_IDENTIFIER.c.kind, _IDENTIFIER.c.value, _IDENTIFIER.c.id)
+)
+_ORGANISATIONS = (
+    select(
+        _ORGANISATION.c.id,
+        _ORGANISATION.c.name,
+        _ORGANISATION.c.siret,
+        _ORGANISATION.c.siren,
+        _ORGANISATION.c.naf_code,
+        _ORGANISATION.c.headcount_band,
+        _ORGANISATION.c.org_class,
+        _ORGANISATION.c.postal_code,
+        _ORGANISATION.c.city,
+        _CONTACT.c.job_title,
+    )
+    .select_from(_ORGANISATION.join(_CONTACT, _CONTACT.c.organisation_id == _ORGANISATION.c.id))
+    .where(_CONTACT.c.customer_id == _ID)
+    .order_by(_ORGANISATION.c.name, _ORGANISATION.c.id)
+)
+# consent_service.history's order (newest collected first), with brand code and source name
+_CONSENTS = (
+    select(
+        _CONSENT.c.id,
+        _CONSENT.c.channel,
+        _CONSENT.c.purpose,
+        _CONSENT.c.brand_id,
+        _BRAND.c.code,
+        _CONSENT.c.status,
+        _CONSENT.c.collected_at,
+        _SOURCE.c.name,
+        _CONSENT.c.proof,
+        _CONSENT.c.created_at,
+    )
+    .select_from(
+        _CONSENT.outerjoin(_BRAND, _BRAND.c.id == _CONSENT.c.brand_id).outerjoin(
+            _SOURCE, _SOURCE.c.id == _CONSENT.c.source_id
+        )
+    )
+    .where(_CONSENT.c.customer_id == _ID)
+    .order_by(_CONSENT.c.collected_at.desc(), _CONSENT.c.id.desc())
+)
+_PREFERENCES = (
+    select(
+        _PREFERENCE.c.channel,
+        _PREFERENCE.c.preferred,
+        _PREFERENCE.c.days,
+        _PREFERENCE.c.hours,
+        _PREFERENCE.c.language,
+        _PREFERENCE.c.max_per_week,
+        _PREFERENCE.c.updated_at,
+    )
+    .where(_PREFERENCE.c.customer_id == _ID)
+    .order_by(_PREFERENCE.c.channel)
+)
+# identity.merges.active_events_of (the merges that built this customer, and those it was
+# absorbed by, oldest first) with the survivor's status, in one read of the columns shown
+_SURVIVOR = _CUSTOMER.alias("survivor")
+_MERGES = (
+    select(
+        _MERGE.c.id,
+        _MERGE.c.survivor_id,
+        _MERGE.c.absorbed_id,
+        _MERGE.c.merged_at,
+        _MERGE.c.rule,
+        _MERGE.c.score,
+        _MERGE.c.reason,
+        _MERGE.c.actor,
+        _MERGE.c.unmerged_at,
+        _MERGE.c.unmerged_by,
+        _SURVIVOR.c.status,
+    )
+    .select_from(_MERGE.outerjoin(_SURVIVOR, _SURVIVOR.c.id == _MERGE.c.survivor_id))
+    .where(or_(_MERGE.c.survivor_id == _ID, _MERGE.c.absorbed_id == _ID))
+    .order_by(_MERGE.c.id)
+)
+
+
 def survivor_of(session: Session, *, customer_id: int) -> int | None:
     """The active customer a merged customer now lives in (following a chain of merges);
     the customer itself when active; None when unknown or erased."""
@@ -189,9 +366,7 @@ def survivor_of(session: Session, *, customer_id: int) -> int | None:
     current: int | None = customer_id
     while current is not None and current not in seen:
         seen.add(current)
-        row = session.execute(
-            select(Customer.status, Customer.merged_into_id).where(Customer.id == current)
-        ).one_or_none()
+        row = session.execute(_STATUS, {"customer_id": current}).one_or_none()
         if row is None:
             return None
         if row.status == "active":
@@ -202,53 +377,84 @@ def survivor_of(session: Session, *, customer_id: int) -> int | None:
     return None
 
 
-def customer_360(session: Session, *, customer_id: int) -> Customer360 | None:
-    """The 360 view of a customer, or None when there is no such customer. Reads only.
+def customer_360(
+    session: Session, *, customer_id: int, active_only: bool = False
+) -> Customer360 | None:
+    """The 360 view of a customer, or None when there is no such customer. Reads only: one
+    statement for the customer with its brand, purchase totals and which parts it has, then
+    one per part it has (records, identifiers, consents; organisations, preferences,
+    merges). With ``active_only``, a customer that is not active comes back with its status
+    and survivor alone (nothing else read): for a caller that shows the survivor instead.
 
     >>> view = customer_360(session, customer_id=42)  # doctest: +SKIP
     >>> view.golden["last_name"], view.provenance["last_name"].source
     ('DUPONT', 'loyalty')
     """
-    customer = session.get(Customer, customer_id)
-    if customer is None:
+    params = {"customer_id": customer_id}
+    head = session.execute(_HEAD, params).one_or_none()
+    if head is None:
         return None
-    records = _records(session, customer_id)
-    brand = session.get(Brand, customer.brand_id) if customer.brand_id else None
-    golden = {column: getattr(customer, column) for column in GOLDEN_COLUMNS}
+    golden = {column: getattr(head, column) for column in GOLDEN_COLUMNS}
     survivor = (
-        customer_id
-        if customer.status == "active"
-        else survivor_of(session, customer_id=customer_id)
+        customer_id if head.status == "active" else survivor_of(session, customer_id=customer_id)
     )
-    # one read of the consents serves both the history and the state that holds now
-    consent_rows = consent_service.history(session, customer_id=customer_id)
-    consent_history = consent_items(session, consent_rows)
-    holding = {row.id for row in consent_service.latest_of(consent_rows)}
-    return Customer360(
-        customer_id=customer.id,
-        status=customer.status,
-        merged_into_id=customer.merged_into_id,
+    view = Customer360(
+        customer_id=head.id,
+        status=head.status,
+        merged_into_id=head.merged_into_id,
         survivor_id=survivor,
-        customer_type=customer.customer_type,
+        customer_type=head.customer_type,
+        brand=head.brand,
+        created_at=head.created_at,
+        updated_at=head.updated_at,
         golden=golden,
-        provenance=_provenance(customer.provenance, golden, records),
-        brand=brand.code if brand else None,
-        created_at=customer.created_at,
-        updated_at=customer.updated_at,
-        identifiers=_identifiers(session, customer_id),
-        records=records,
-        organisations=_organisations(session, customer_id),
-        consents=[i for i in consent_history if i.id in holding],
-        consent_history=consent_history,
-        preferences=[
-            PreferenceItem(
-                p.channel, p.preferred, p.days, p.hours, p.language, p.max_per_week, p.updated_at
-            )
-            for p in consent_service.preferences(session, customer_id=customer_id)
-        ],
-        transactions=transaction_summary(session, customer_id=customer_id),
-        merges=_merges(session, customer_id),
+        provenance={},
     )
+    if active_only and head.status != "active":
+        return view
+    records = [
+        RecordItem(rid, src, key, entity, first, last, list(flags or []), score)
+        for rid, src, key, entity, first, last, flags, score in session.execute(_RECORDS, params)
+    ]
+    view.provenance = _provenance(head.provenance, golden, records)
+    view.records = records
+    view.identifiers = [IdentifierItem(*row) for row in session.execute(_IDENTIFIERS, params)]
+    if head.has_organisations:
+        view.organisations = [
+            OrganisationItem(oid, name, siret, siren, naf, band, org_class, postal, city, title)
+            for oid, name, siret, siren, naf, band, org_class, postal, city, title in (
+                session.execute(_ORGANISATIONS, params)
+            )
+        ]
+    # one read of the consents serves both the history and the state that holds now
+    view.consent_history = [
+        ConsentItem(
+            cid, channel, purpose, brand_id, brand, status, at, source, dict(proof or {}), made
+        )
+        for cid, channel, purpose, brand_id, brand, status, at, source, proof, made in (
+            session.execute(_CONSENTS, params)
+        )
+    ]
+    holding = {
+        int(r["id"])
+        for r in consent_rules.latest(
+            {
+                "id": i.id,
+                "channel": i.channel,
+                "purpose": i.purpose,
+                "brand_id": i.brand_id,
+                "collected_at": i.collected_at,
+            }
+            for i in view.consent_history
+        )
+    }
+    view.consents = [i for i in view.consent_history if i.id in holding]
+    if head.has_preferences:
+        view.preferences = [PreferenceItem(*row) for row in session.execute(_PREFERENCES, params)]
+    view.transactions = _summary(head)
+    if head.has_merges:
+        view.merges = _merges(session, customer_id)
+    return view
 
 
 def _provenance(
@@ -269,63 +475,6 @@ def _provenance(
         for column, value in golden.items()
         if value is not None
     }
-
-
-def _records(session: Session, customer_id: int) -> list[RecordItem]:
-    query = (
-        select(
-            SourceRecord.id,
-            Source.name,
-            SourceRecord.source_key,
-            SourceRecord.entity,
-            SourceRecord.created_at,
-            SourceRecord.updated_at,
-            SourceRecord.quality_flags,
-            SourceRecord.normalized["quality"]["score"].as_integer(),
-        )
-        .join(Source, Source.id == SourceRecord.source_id)
-        .where(SourceRecord.customer_id == customer_id)
-        .order_by(SourceRecord.entity, SourceRecord.id)
-    )
-    return [
-        RecordItem(rid, src, key, entity, first, last, list(flags or []), score)
-        for rid, src, key, entity, first, last, flags, score in session.execute(query)
-    ]
-
-
-def _identifiers(session: Session, customer_id: int) -> list[IdentifierItem]:
-    query = (
-        select(Identifier.kind, Identifier.value, Source.name, Identifier.source_record_id)
-        .outerjoin(SourceRecord, SourceRecord.id == Identifier.source_record_id)
-        .outerjoin(Source, Source.id == SourceRecord.source_id)
-        .where(Identifier.customer_id == customer_id)
-        .order_by(Identifier.kind, Identifier.value, Identifier.id)
-    )
-    return [IdentifierItem(*row) for row in session.execute(query)]
-
-
-def _organisations(session: Session, customer_id: int) -> list[OrganisationItem]:
-    query = (
-        select(Organisation, OrganisationContact.job_title)
-        .join(OrganisationContact, OrganisationContact.organisation_id == Organisation.id)
-        .where(OrganisationContact.customer_id == customer_id)
-        .order_by(Organisation.name, Organisation.id)
-    )
-    return [
-        OrganisationItem(
-            org.id,
-            org.name,
-            org.siret,
-            org.siren,
-            org.naf_code,
-            org.headcount_band,
-            org.org_class,
-            org.postal_code,
-            org.city,
-            job_title,
-        )
-        for org, job_title in session.execute(query)
-    ]
 
 
 def consent_items(session: Session, rows: Sequence[Consent]) -> list[ConsentItem]:
@@ -358,29 +507,18 @@ def _names(session: Session, key: Any, label: Any, ids: set[int | None]) -> dict
 
 def transaction_summary(session: Session, *, customer_id: int) -> TransactionSummary:
     """Counts, amounts and first/last dates of the customer's purchases, and their returns."""
-    query = (
-        select(
-            Transaction.kind,
-            func.count(),
-            func.sum(Transaction.total_amount),
-            func.min(Transaction.occurred_at),
-            func.max(Transaction.occurred_at),
-        )
-        .where(Transaction.customer_id == customer_id)
-        .group_by(Transaction.kind)
+    return _summary(session.execute(_TOTALS, {"customer_id": customer_id}).one())
+
+
+def _summary(totals: Any) -> TransactionSummary:
+    return TransactionSummary(
+        totals.purchases or 0,
+        Decimal(0) + Decimal(totals.purchased or 0),
+        _aware(totals.first_purchase_at),
+        _aware(totals.last_purchase_at),
+        totals.returns or 0,
+        Decimal(0) + Decimal(totals.returned or 0),
     )
-    count, total, returns, returned = 0, Decimal(0), 0, Decimal(0)
-    first: datetime | None = None
-    last: datetime | None = None
-    for kind, n, amount, low, high in session.execute(query):
-        if kind == "return":
-            returns, returned = returns + n, returned + Decimal(amount or 0)
-            continue
-        count, total = count + n, total + Decimal(amount or 0)
-        low, high = _aware(low), _aware(high)
-        first = low if first is None or (low is not None and low < first) else first
-        last = high if last is None or (high is not None and high > last) else last
-    return TransactionSummary(count, total, first, last, returns, returned)
 
 
 def _aware(value: Any) -> datetime | None:
@@ -394,34 +532,36 @@ def _aware(value: Any) -> datetime | None:
 
 
 def _merges(session: Session, customer_id: int) -> list[MergeItem]:
-    events = active_events_of(session, customer_id)
-    if not events:
-        return []
-    survivors = {e.survivor_id for e in events}
-    status: dict[int, str] = {
-        cid: state
-        for cid, state in session.execute(
-            select(Customer.id, Customer.status).where(Customer.id.in_(survivors))
-        )
-    }
     return [
         MergeItem(
-            event_id=e.id,
-            role="survivor" if e.survivor_id == customer_id else "absorbed",
-            survivor_id=e.survivor_id,
-            absorbed_id=e.absorbed_id,
-            merged_at=e.merged_at,
-            rule=e.rule,
-            score=e.score,
-            reason=e.reason,
-            actor=e.actor,
-            unmerged_at=e.unmerged_at,
-            unmerged_by=e.unmerged_by,
+            event_id=event_id,
+            role="survivor" if survivor_id == customer_id else "absorbed",
+            survivor_id=survivor_id,
+            absorbed_id=absorbed_id,
+            merged_at=merged_at,
+            rule=rule,
+            score=score,
+            reason=reason,
+            actor=actor,
+            unmerged_at=unmerged_at,
+            unmerged_by=unmerged_by,
             # identity.merges.unmerge refuses an undone event and one whose survivor was
             # itself merged since
-            can_undo=e.unmerged_at is None and status.get(e.survivor_id) == "active",
+            can_undo=unmerged_at is None and survivor_status == "active",
         )
-        for e in events
+        for (
+            event_id,
+            survivor_id,
+            absorbed_id,
+            merged_at,
+            rule,
+            score,
+            reason,
+            actor,
+            unmerged_at,
+            unmerged_by,
+            survivor_status,
+        ) in session.execute(_MERGES, {"customer_id": customer_id})
     ]
 
 
@@ -524,17 +664,19 @@ def timeline(
     limit = max(1, min(limit, MAX_TIMELINE))
     after = decode_cursor(cursor) if cursor else None
     filters = _Filters(tuple(channels), tuple(directions), tuple(types), since, until)
-    dated = after is None or after.occurred_at is not None
-    items: list[TimelineItem] = []
-    if dated:
-        for stream in _RANK:
-            items.extend(_read(session, stream, customer_id, filters, after, True, limit + 1))
-    if len(items) <= limit and since is None and until is None:
+    # Up to four reads (each stream, dated then undated), each capped at limit + 1 in timeline
+    # order, sent as one statement; undated entries only when no date bounds are given.
+    shapes: list[_Shape | None] = []
+    if after is None or after.occurred_at is not None:
+        shapes += [_shape(stream, filters, after, True) for stream in _RANK]
+    if since is None and until is None:
         undated_after = after if after is not None and after.occurred_at is None else None
-        for stream in _RANK:
-            items.extend(
-                _read(session, stream, customer_id, filters, undated_after, False, limit + 1)
-            )
+        shapes += [_shape(stream, filters, undated_after, False) for stream in _RANK]
+    wanted = tuple(shape for shape in shapes if shape is not None)
+    items: list[TimelineItem] = []
+    if wanted:
+        params = _params(customer_id, filters, after, limit + 1)
+        items = [_item(row) for row in session.execute(_timeline_statement(wanted), params)]
     items.sort(key=_order, reverse=True)
     page = items[:limit]
     more = len(items) > limit
@@ -555,76 +697,199 @@ class _Filters:
     until: datetime | None
 
 
-def _read(
-    session: Session,
-    stream: str,
-    customer_id: int,
-    filters: _Filters,
-    after: _Cursor | None,
-    dated: bool,
-    count: int,
-) -> list[TimelineItem]:
-    """Up to ``count`` items of one stream after the cursor, in timeline order."""
+@dataclass(frozen=True)
+class _Shape:
+    """What one read of the timeline filters on (the values come as parameters), so that
+    the statement of each combination is built once. ``after``: how the keyset cursor
+    applies (``before`` the cursor's instant, ``upto`` it, ``tie`` on it then by id, ``id``
+    by id alone among undated entries)."""
+
+    stream: str
+    dated: bool
+    channels: bool
+    directions: bool
+    types: bool
+    since: bool
+    until: bool
+    after: str | None
+
+
+def _shape(stream: str, filters: _Filters, after: _Cursor | None, dated: bool) -> _Shape | None:
+    """The read of one stream (dated or undated entries), or None when it cannot hold any
+    entry (transactions are inbound; undated entries before an undated cursor's stream)."""
+    if stream == "transaction" and filters.directions and "inbound" not in filters.directions:
+        return None
+    relation: str | None = None
+    if after is not None:
+        mine, theirs = _RANK[stream], _RANK[after.stream]
+        if dated:
+            relation = "before" if mine > theirs else "upto" if mine < theirs else "tie"
+        elif mine > theirs:
+            return None
+        elif mine == theirs:
+            relation = "id"
+    return _Shape(
+        stream,
+        dated,
+        bool(filters.channels),
+        bool(filters.directions) and stream == "interaction",
+        bool(filters.types),
+        dated and filters.since is not None,
+        dated and filters.until is not None,
+        relation,
+    )
+
+
+def _params(
+    customer_id: int, filters: _Filters, after: _Cursor | None, count: int
+) -> dict[str, Any]:
+    kinds = [k for k, label in TRANSACTION_KINDS.items() if label in filters.types]
+    kinds += [t for t in filters.types if t not in TRANSACTION_KINDS.values()]
+    return {
+        "customer_id": customer_id,
+        "count": count,
+        "channels": list(filters.channels),
+        "directions": list(filters.directions),
+        "types": list(filters.types),
+        "kinds": kinds,
+        "since": filters.since,
+        "until": filters.until,
+        "after_at": after.occurred_at if after is not None else None,
+        "after_id": after.id if after is not None else None,
+    }
+
+
+# Both streams as the same columns: (stream, id, occurred_at, channel, direction, type,
+# subject, outcome, campaign_code, source, payload, amount, currency, store_code, lines,
+# status); a transaction's type is its kind.
+def _columns(stream: str) -> list[Any]:
     if stream == "interaction":
-        table: Any = Interaction
-        query = select(Interaction, Source.name).outerjoin(
-            Source, Source.id == Interaction.source_id
+        t = _INTERACTION
+        return [
+            literal_column("'interaction'").label("stream"),
+            t.c.id,
+            t.c.occurred_at,
+            t.c.channel,
+            t.c.direction,
+            t.c.type,
+            t.c.subject,
+            t.c.outcome,
+            t.c.campaign_code,
+            _SOURCE.c.name.label("source"),
+            t.c.payload,
+            sql_cast(null(), _TRANSACTION.c.total_amount.type).label("amount"),
+            sql_cast(null(), _TRANSACTION.c.currency.type).label("currency"),
+            sql_cast(null(), _TRANSACTION.c.store_code.type).label("store_code"),
+            sql_cast(null(), Integer()).label("lines"),
+            sql_cast(null(), _TRANSACTION.c.status.type).label("status"),
+        ]
+    t = _TRANSACTION
+    lines = select(func.count()).where(_LINE.c.transaction_id == t.c.id).scalar_subquery()
+    return [
+        literal_column("'transaction'").label("stream"),
+        t.c.id,
+        t.c.occurred_at,
+        t.c.channel,
+        literal_column("'inbound'").label("direction"),
+        t.c.kind.label("type"),
+        sql_cast(null(), _INTERACTION.c.subject.type).label("subject"),
+        sql_cast(null(), _INTERACTION.c.outcome.type).label("outcome"),
+        sql_cast(null(), _INTERACTION.c.campaign_code.type).label("campaign_code"),
+        _SOURCE.c.name.label("source"),
+        sql_cast(null(), _INTERACTION.c.payload.type).label("payload"),
+        t.c.total_amount.label("amount"),
+        t.c.currency,
+        t.c.store_code,
+        lines.label("lines"),
+        t.c.status,
+    ]
+
+
+def _read(shape: _Shape) -> Select[Any]:
+    """One stream's entries after the cursor, in timeline order, at most ``:count``."""
+    if shape.stream == "interaction":
+        table: Table = _INTERACTION
+        query = select(*_columns("interaction")).select_from(
+            table.outerjoin(_SOURCE, _SOURCE.c.id == table.c.source_id)
         )
-        if filters.directions:
-            query = query.where(Interaction.direction.in_(filters.directions))
-        if filters.types:
-            query = query.where(Interaction.type.in_(filters.types))
+        if shape.directions:
+            query = query.where(table.c.direction.in_(bindparam("directions", expanding=True)))
+        if shape.types:
+            query = query.where(table.c.type.in_(bindparam("types", expanding=True)))
     else:
-        table = Transaction
-        if filters.directions and "inbound" not in filters.directions:
-            return []
-        lines = (
-            select(func.count())
-            .where(TransactionLine.transaction_id == Transaction.id)
-            .scalar_subquery()
+        table = _TRANSACTION
+        query = select(*_columns("transaction")).select_from(
+            table.join(_SOURCE, _SOURCE.c.id == table.c.source_id)
         )
-        query = select(Transaction, Source.name, lines).join(
-            Source, Source.id == Transaction.source_id
-        )
-        if filters.types:
-            kinds = [k for k, label in TRANSACTION_KINDS.items() if label in filters.types]
-            kinds += [t for t in filters.types if t not in TRANSACTION_KINDS.values()]
-            query = query.where(Transaction.kind.in_(kinds))
-    query = query.where(table.customer_id == customer_id)
-    if filters.channels:
-        query = query.where(table.channel.in_(filters.channels))
-    when = table.occurred_at
-    if dated:
+        if shape.types:
+            query = query.where(table.c.kind.in_(bindparam("kinds", expanding=True)))
+    query = query.where(table.c.customer_id == _ID)
+    if shape.channels:
+        query = query.where(table.c.channel.in_(bindparam("channels", expanding=True)))
+    when = table.c.occurred_at
+    after_at = bindparam("after_at", type_=when.type)
+    after_id = bindparam("after_id", type_=Integer())
+    if shape.dated:
         query = query.where(when.is_not(None))
-        if filters.since is not None:
-            query = query.where(when >= filters.since)
-        if filters.until is not None:
-            query = query.where(when <= filters.until)
-        if after is not None and after.occurred_at is not None:
-            mine, theirs = _RANK[stream], _RANK[after.stream]
-            if mine > theirs:
-                query = query.where(when < after.occurred_at)
-            elif mine < theirs:
-                query = query.where(when <= after.occurred_at)
-            else:
-                query = query.where(
-                    when <= after.occurred_at,
-                    (when < after.occurred_at) | (table.id < after.id),
-                )
-        query = query.order_by(when.desc(), table.id.desc())
+        if shape.since:
+            query = query.where(when >= bindparam("since", type_=when.type))
+        if shape.until:
+            query = query.where(when <= bindparam("until", type_=when.type))
+        if shape.after == "before":
+            query = query.where(when < after_at)
+        elif shape.after == "upto":
+            query = query.where(when <= after_at)
+        elif shape.after == "tie":
+            query = query.where(when <= after_at, (when < after_at) | (table.c.id < after_id))
+        query = query.order_by(when.desc(), table.c.id.desc())
     else:
         query = query.where(when.is_(None))
-        if after is not None:
-            mine, theirs = _RANK[stream], _RANK[after.stream]
-            if mine > theirs:
-                return []
-            if mine == theirs:
-                query = query.where(table.id < after.id)
-        query = query.order_by(table.id.desc())
-    rows: list[Any] = list(session.execute(query.limit(count)))
-    if stream == "interaction":
-        return [interaction_item(row[0], row[1]) for row in rows]
-    return [_transaction_item(row[0], row[1], row[2]) for row in rows]
+        if shape.after == "id":
+            query = query.where(table.c.id < after_id)
+        query = query.order_by(table.c.id.desc())
+    return query.limit(bindparam("count", type_=Integer()))
+
+
+@lru_cache(maxsize=512)
+def _timeline_statement(shapes: tuple[_Shape, ...]) -> Select[Any]:
+    """The reads of ``shapes`` as one statement (each read wrapped as a subquery: SQLite
+    takes no LIMIT on the members of a UNION)."""
+    reads = [select(*_read(shape).subquery().c) for shape in shapes]
+    if len(reads) == 1:
+        return reads[0]
+    return cast(Select[Any], union_all(*reads))
+
+
+def _item(row: Any) -> TimelineItem:
+    if row.stream == "interaction":
+        return TimelineItem(
+            kind="interaction",
+            id=row.id,
+            occurred_at=row.occurred_at,
+            channel=row.channel,
+            direction=row.direction,
+            type=row.type,
+            subject=row.subject,
+            outcome=row.outcome,
+            campaign_code=row.campaign_code,
+            source=row.source,
+            payload=dict(row.payload or {}),
+        )
+    kind = TRANSACTION_KINDS.get(row.type, row.type)
+    return TimelineItem(
+        kind=kind,
+        id=row.id,
+        occurred_at=row.occurred_at,
+        channel=row.channel,
+        direction="inbound",
+        type=kind,
+        source=row.source,
+        amount=row.amount,
+        currency=row.currency,
+        store_code=row.store_code,
+        lines=int(row.lines or 0),
+        status=row.status,
+    )
 
 
 def interaction_item(row: Interaction, source: str | None = None) -> TimelineItem:
@@ -641,24 +906,6 @@ def interaction_item(row: Interaction, source: str | None = None) -> TimelineIte
         campaign_code=row.campaign_code,
         source=source,
         payload=dict(row.payload or {}),
-    )
-
-
-def _transaction_item(row: Transaction, source: str | None, lines: int) -> TimelineItem:
-    kind = TRANSACTION_KINDS.get(row.kind, row.kind)
-    return TimelineItem(
-        kind=kind,
-        id=row.id,
-        occurred_at=row.occurred_at,
-        channel=row.channel,
-        direction="inbound",
-        type=kind,
-        source=source,
-        amount=row.total_amount,
-        currency=row.currency,
-        store_code=row.store_code,
-        lines=int(lines or 0),
-        status=row.status,
     )
 
 
@@ -690,7 +937,7 @@ def timeline_facets(session: Session, *, customer_id: int) -> TimelineFacets:
 def status_of(session: Session, *, customer_id: int) -> tuple[str, int | None] | None:
     """A customer's status and, when merged, the active customer it now lives in; None when
     there is no such customer."""
-    row = session.execute(select(Customer.status).where(Customer.id == customer_id)).one_or_none()
+    row = session.execute(_STATUS, {"customer_id": customer_id}).one_or_none()
     if row is None:
         return None
     if row.status == "merged":

@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from tournesol.auth import service as auth_service
 from tournesol.auth.service import Principal
@@ -25,15 +27,25 @@ class LoginRequired(Exception):
     """Nobody is signed in: a page redirects to the sign-in form, the API answers 401."""
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """A session for this request. Routes that write commit it themselves (the face commits);
-    anything not committed is rolled back when the request ends."""
+    anything not committed is rolled back when the request ends. Made and closed in the event
+    loop (no trip to a worker thread: the session connects on its first statement, in the
+    route's thread); only a transaction left open is rolled back in a worker thread."""
     session: Session = request.app.state.factory()
     try:
         yield session
     finally:
-        session.rollback()
-        session.close()
+        if session.in_transaction():
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(_end, session)
+        else:
+            session.close()
+
+
+def _end(session: Session) -> None:
+    session.rollback()
+    session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -47,11 +59,20 @@ def api_key_secret(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
+def api_keys(request: Request) -> auth_service.KeyCache:
+    """The application's verified API keys (made on first use): a key is looked up in the
+    database once every few seconds (``auth.service.KEY_TTL``), not on every request."""
+    keys: auth_service.KeyCache | None = getattr(request.app.state, "api_keys", None)
+    if keys is None:
+        keys = request.app.state.api_keys = auth_service.KeyCache()
+    return keys
+
+
 def principal_of(request: Request, session: Session) -> Principal | None:
     """Who is acting: the API key in the headers, else the signed-in user of the cookie."""
     secret = api_key_secret(request)
     if secret:
-        key = auth_service.verify_api_key(session, secret=secret)
+        key = api_keys(request).verify(session, secret=secret)
         if key is None:
             raise HTTPException(401, "this API key is unknown or revoked")
         return Principal.of_key(key)

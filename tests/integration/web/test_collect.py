@@ -17,12 +17,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.conftest import FreshDatabase
 from tests.web_support import make_api_key
 from tournesol.auth import service as auth_service
 from tournesol.collect import service as collect_service
 from tournesol.collect.models import CollectedEvent, VisitorLink
 from tournesol.customers.models import Customer, Identifier
-from tournesol.db import unit_of_work
+from tournesol.db import make_engine, unit_of_work
 from tournesol.demo.generator import DemoManifest, generate
 from tournesol.identity.service import refresh_profiles
 from tournesol.ingest.importer import import_file
@@ -550,3 +551,24 @@ def test_statistics_are_refreshed_as_the_tables_grow(session: Session) -> None:
     assert due == [False, False, True, False, False, True, False]  # at 1,000, then 3,950
     assert growth.next == 7_900  # twice the count that triggered it
     collect_service.refresh_statistics(session)  # ANALYZE on PostgreSQL, nothing on SQLite
+
+
+def test_statistics_are_refreshed_in_a_background_thread_for_stale_tables_only(
+    backend: str, fresh_databases: FreshDatabase
+) -> None:
+    engine = make_engine(fresh_databases.url(backend))
+    try:
+        with engine.connect() as conn:
+            before = collect_service.stale_tables(conn)
+        # never analyzed: every table collection reads (PostgreSQL); SQLite keeps none
+        expected = set(collect_service.LOOKUP_COLUMNS) if backend == "postgresql" else set()
+        assert set(before) == expected
+        refresher = collect_service.StatisticsRefresher()
+        with Session(engine) as session:  # a server's session: on an engine
+            assert refresher.refresh(session) is True  # started, not awaited
+            assert not session.in_transaction()  # the request's session was not used
+        refresher.wait(60)
+        with engine.connect() as conn:
+            assert collect_service.stale_tables(conn) == {}
+    finally:
+        engine.dispose()

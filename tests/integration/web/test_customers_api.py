@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.integration.test_customer_search import Small, build_small_base
 from tests.web_support import make_api_key, signed_in
 from tournesol.auth import rules
+from tournesol.auth import service as auth_service
 from tournesol.auth.models import AuditLog
 from tournesol.consent.models import Consent
+from tournesol.customers import schemas, search, view360
 from tournesol.db import unit_of_work
 
 READ = [rules.CUSTOMERS_READ]
@@ -154,6 +156,59 @@ def test_a_merged_customer_redirects_to_its_survivor_and_an_unknown_one_is_404(
     assert client.get("/api/v1/customers/abc").status_code == 422
     # only the survivor's read was audited: the redirect itself showed nothing
     assert [r.customer_id for r in audit_rows(factory, "customer.read")] == [small.survivor]
+
+
+def test_answers_are_exactly_what_the_documented_models_would_write(
+    app: FastAPI, factory: sessionmaker[Session], small: Small
+) -> None:
+    # The routes serialize the services' dataclasses with orjson (no model per answer): the
+    # bytes must be those of the OpenAPI description's models.
+    client = api(app, factory, READ)
+    jean = small.ids["C001"]
+    with unit_of_work(factory) as session:
+        view = view360.customer_360(session, customer_id=small.survivor)
+        page = view360.timeline(session, customer_id=jean, limit=200)
+        hits = search.search(session, q="dupond")
+    detail = client.get(f"/api/v1/customers/{small.survivor}")
+    assert detail.headers["content-type"] == "application/json"
+    assert detail.content == schemas.CustomerOut.model_validate(view).model_dump_json().encode()
+    assert view is not None and view.merges and view.consents and view.records
+    timeline = client.get(f"/api/v1/customers/{jean}/timeline", params={"limit": 200})
+    expected = schemas.TimelineOut(
+        items=[schemas.TimelineItemOut.model_validate(i) for i in page.items], next_cursor=None
+    )
+    assert timeline.content == expected.model_dump_json().encode()
+    assert {i["kind"] for i in timeline.json()["items"]} == {"interaction", "purchase"}
+    found = client.get("/api/v1/customers", params={"q": "dupond"})
+    expected_hits = schemas.SearchOut(
+        query_kind="name",
+        count=len(hits),
+        items=[schemas.SearchHitOut.model_validate(h) for h in hits],
+    )
+    assert found.content == expected_hits.model_dump_json().encode()
+
+
+def test_a_revoked_key_stops_working_once_its_few_seconds_in_the_cache_are_over(
+    app: FastAPI, factory: sessionmaker[Session], small: Small
+) -> None:
+    now = [100.0]
+    app.state.api_keys = auth_service.KeyCache(ttl=5, clock=lambda: now[0])
+    client = api(app, factory, READ)
+    jean = small.ids["C001"]
+    assert client.get(f"/api/v1/customers/{jean}").status_code == 200
+    with unit_of_work(factory) as session:
+        (key,) = [k for k in auth_service.list_api_keys(session) if k.revoked_at is None]
+        auth_service.revoke_api_key(session, key_id=key.id)
+    assert client.get(f"/api/v1/customers/{jean}").status_code == 200  # trusted 5 s
+    now[0] += 6
+    refused = client.get(f"/api/v1/customers/{jean}")
+    assert refused.status_code == 401 and "revoked" in refused.json()["error"]["message"]
+    # every read the cache let through is audited all the same
+    assert len(audit_rows(factory, "customer.read")) == 2
+    # a key the database does not know is refused, and not looked up again within the TTL
+    stranger = TestClient(app, raise_server_exceptions=False)
+    forged = {"Authorization": "Bearer tsk_00000000_forged"}
+    assert stranger.get(f"/api/v1/customers/{jean}", headers=forged).status_code == 401
 
 
 # --- timeline -------------------------------------------------------------------------------
