@@ -22,6 +22,9 @@ PAIRS: list[tuple[type[Any], type[BaseModel]]] = [
     (view360.PreferenceItem, schemas.PreferenceOut),
     (view360.TransactionSummary, schemas.TransactionSummaryOut),
     (view360.MergeItem, schemas.MergeOut),
+    (view360.SegmentItem, schemas.SegmentOut),
+    (view360.RfmItem, schemas.RfmOut),
+    (view360.ScoreItem, schemas.ScoreOut),
     (view360.TimelineItem, schemas.TimelineItemOut),
     (search.SearchHit, schemas.SearchHitOut),
 ]

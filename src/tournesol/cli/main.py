@@ -8,7 +8,18 @@ from pathlib import Path
 import typer
 
 from tournesol import __version__
-from tournesol.cli import db, events, export, identity, imports, quality, serve, users
+from tournesol.cli import (
+    db,
+    events,
+    export,
+    identity,
+    imports,
+    quality,
+    scoring,
+    segments,
+    serve,
+    users,
+)
 
 app = typer.Typer(
     help="Tournesol: one customer repository, every source, every channel.",
@@ -24,6 +35,10 @@ app.add_typer(identity.app, name="identity")
 app.add_typer(events.app, name="events")
 app.add_typer(users.app, name="users")
 app.add_typer(users.keys_app, name="apikeys")
+app.add_typer(segments.app, name="segments")
+app.add_typer(scoring.features_app, name="features")
+app.add_typer(scoring.rfm_app, name="rfm")
+app.add_typer(scoring.scores_app, name="scores")
 app.command("serve")(serve.serve)
 
 

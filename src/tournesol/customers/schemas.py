@@ -183,6 +183,31 @@ class MergeOut(_Out):
     can_undo: bool = Field(description="whether `tournesol identity unmerge` can undo it now")
 
 
+class SegmentOut(_Out):
+    code: str
+    name: str
+    entered_at: datetime = Field(description="the refresh at which the customer entered")
+
+
+class RfmOut(_Out):
+    scope: str = Field(description="all (every brand) or a brand code")
+    segment: str = Field(description="champions, loyal, ... lost (docs/scoring.md)")
+    r_score: int = Field(description="1-5, 5 = most recent")
+    f_score: int = Field(description="1-5, 5 = most frequent")
+    m_score: int = Field(description="1-5, 5 = highest spend")
+    recency_days: int
+    frequency: int
+    monetary: Decimal
+    computed_at: datetime
+
+
+class ScoreOut(_Out):
+    model: str = Field(description="purchase_90d or churn (docs/scoring.md)")
+    version: str
+    value: float = Field(description="probability, 0-1")
+    computed_at: datetime
+
+
 class CustomerOut(_Out):
     """The 360 view of one customer."""
 
@@ -208,8 +233,11 @@ class CustomerOut(_Out):
     preferences: list[PreferenceOut]
     transactions: TransactionSummaryOut
     merges: list[MergeOut]
-    segments: list[Any] = Field(description="segments the customer belongs to (coming)")
-    scores: list[Any] = Field(description="predictive scores (coming)")
+    segments: list[SegmentOut] = Field(
+        description="saved segments the customer is in, as of their last refresh"
+    )
+    rfm: list[RfmOut] = Field(description="RFM per scope, all brands first")
+    scores: list[ScoreOut] = Field(description="current predictive scores, one per model")
 
 
 # --- timeline -------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ from tournesol.identity.models import MergeEvent
 from tournesol.ingest.models import Source, SourceRecord
 from tournesol.interactions import service as history_service
 from tournesol.interactions.models import Interaction, Transaction, TransactionLine
+from tournesol.scoring.models import CustomerRfm, CustomerScore
+from tournesol.segments.models import Segment, SegmentMembership
 
 GOLDEN_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(GOLDEN_FIELDS.values()))
 SINGLE_RECORD_RULE = "single record"
@@ -168,6 +170,40 @@ class MergeItem:
     can_undo: bool
 
 
+@dataclass(frozen=True)
+class SegmentItem:
+    """A saved segment the customer is in, as of the segment's last refresh."""
+
+    code: str
+    name: str
+    entered_at: datetime
+
+
+@dataclass(frozen=True)
+class RfmItem:
+    """The customer's RFM scores and segment in one scope (``all`` or a brand code)."""
+
+    scope: str
+    segment: str
+    r_score: int
+    f_score: int
+    m_score: int
+    recency_days: int
+    frequency: int
+    monetary: Decimal
+    computed_at: datetime
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """The customer's current predictive score of one model."""
+
+    model: str
+    version: str
+    value: float
+    computed_at: datetime
+
+
 @dataclass
 class Customer360:
     """Everything about one customer. A merged customer (``status`` ``merged``) carries
@@ -193,8 +229,9 @@ class Customer360:
     preferences: list[PreferenceItem] = field(default_factory=list)
     transactions: TransactionSummary | None = None
     merges: list[MergeItem] = field(default_factory=list)
-    segments: list[Any] = field(default_factory=list)  # issue 6
-    scores: list[Any] = field(default_factory=list)  # issue 6
+    segments: list[SegmentItem] = field(default_factory=list)
+    rfm: list[RfmItem] = field(default_factory=list)
+    scores: list[ScoreItem] = field(default_factory=list)
 
 
 # Reads by the customer's id, built once: Core statements over the tables (no ORM objects to
@@ -212,6 +249,10 @@ _TRANSACTION = cast(Table, Transaction.__table__)
 _LINE = cast(Table, TransactionLine.__table__)
 _INTERACTION = cast(Table, Interaction.__table__)
 _MERGE = cast(Table, MergeEvent.__table__)
+_SEGMENT = cast(Table, Segment.__table__)
+_MEMBER = cast(Table, SegmentMembership.__table__)
+_RFM = cast(Table, CustomerRfm.__table__)
+_SCORE = cast(Table, CustomerScore.__table__)
 _ID = bindparam("customer_id", type_=Integer())
 
 _STATUS = select(_CUSTOMER.c.status, _CUSTOMER.c.merged_into_id).where(_CUSTOMER.c.id == _ID)
@@ -253,11 +294,48 @@ _HEAD = (
             select(_MERGE.c.id).where(_MERGE.c.survivor_id == _CUSTOMER.c.id).exists(),
             select(_MERGE.c.id).where(_MERGE.c.absorbed_id == _CUSTOMER.c.id).exists(),
         ).label("has_merges"),
+        select(_MEMBER.c.id)
+        .where(_MEMBER.c.customer_id == _CUSTOMER.c.id, _MEMBER.c.left_at.is_(None))
+        .exists()
+        .label("has_segments"),
+        select(_RFM.c.scope).where(_RFM.c.customer_id == _CUSTOMER.c.id).exists().label("has_rfm"),
+        select(_SCORE.c.model)
+        .where(_SCORE.c.customer_id == _CUSTOMER.c.id)
+        .exists()
+        .label("has_scores"),
     )
     .select_from(
         _CUSTOMER.outerjoin(_BRAND, _BRAND.c.id == _CUSTOMER.c.brand_id).join(_TOTALS_OF, true())
     )
     .where(_CUSTOMER.c.id == _ID)
+)
+_SEGMENTS = (
+    select(_SEGMENT.c.code, _SEGMENT.c.name, _MEMBER.c.entered_at)
+    .select_from(_MEMBER.join(_SEGMENT, _SEGMENT.c.id == _MEMBER.c.segment_id))
+    .where(
+        _MEMBER.c.customer_id == _ID, _MEMBER.c.left_at.is_(None), _SEGMENT.c.archived.is_(False)
+    )
+    .order_by(_SEGMENT.c.name)
+)
+_RFMS = (
+    select(
+        _RFM.c.scope,
+        _RFM.c.segment,
+        _RFM.c.r_score,
+        _RFM.c.f_score,
+        _RFM.c.m_score,
+        _RFM.c.recency_days,
+        _RFM.c.frequency,
+        _RFM.c.monetary,
+        _RFM.c.computed_at,
+    )
+    .where(_RFM.c.customer_id == _ID)
+    .order_by(_RFM.c.scope != "all", _RFM.c.scope)
+)
+_SCORES = (
+    select(_SCORE.c.model, _SCORE.c.version, _SCORE.c.value, _SCORE.c.computed_at)
+    .where(_SCORE.c.customer_id == _ID)
+    .order_by(_SCORE.c.model)
 )
 _RECORDS = (
     select(
@@ -454,6 +532,12 @@ def customer_360(
     view.transactions = _summary(head)
     if head.has_merges:
         view.merges = _merges(session, customer_id)
+    if head.has_segments:
+        view.segments = [SegmentItem(*row) for row in session.execute(_SEGMENTS, params)]
+    if head.has_rfm:
+        view.rfm = [RfmItem(*row) for row in session.execute(_RFMS, params)]
+    if head.has_scores:
+        view.scores = [ScoreItem(*row) for row in session.execute(_SCORES, params)]
     return view
 
 

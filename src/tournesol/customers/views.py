@@ -25,7 +25,10 @@ from tournesol.customers import search as search_service
 from tournesol.customers import view360
 from tournesol.identity import service as identity_service
 from tournesol.interactions import service as history_service
+from tournesol.scoring.rules import RFM_SEGMENTS
 from tournesol.web.deps import SessionDep, render, require
+
+RFM_NAMES = {s.code: s.name for s in RFM_SEGMENTS}
 
 router = APIRouter(include_in_schema=False)
 
@@ -181,6 +184,7 @@ def _page(
             "nav": "customers",
             "c": view,
             "records_by_id": {r.id: r for r in view.records},
+            "rfm_names": RFM_NAMES,
             "page": page,
             "facets": facets,
             "filters": filters,

@@ -146,6 +146,9 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> int | None:
         example = _show_merged_example(session)
         crossref = out_dir / "crossref.csv"
         write_csv(crossref, ingest_service.CROSSREF_COLUMNS, ingest_service.crossref_rows(session))
+    from tournesol.demo.understand import understand
+
+    understand(factory, console)
 
     console.print(
         f"\n[bold green]Done in {time.perf_counter() - started:.0f} s.[/] "
@@ -166,6 +169,9 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> int | None:
     steps += [
         ("tournesol quality report --format html --out q.html", "the same as a page"),
         ("tournesol export customers --out c.csv", "the golden records"),
+        ("tournesol segments list", "the demo's saved segments, their sizes and moves"),
+        ("tournesol segments profile champions_sms", "who they are, against the whole base"),
+        ("tournesol scores train", "the predictive models again, with calibration"),
         ("tournesol demo", "again: every file is recognised, nothing changes"),
     ]
     steps += [("tournesol serve", "the web UI, the REST API and event collection")]

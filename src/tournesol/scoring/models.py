@@ -61,6 +61,8 @@ class CustomerFeature(Base):
     __table_args__ = (
         Index("ix_customer_feature_last_purchase", "last_purchase_at"),
         Index("ix_customer_feature_count_365", "purchase_count_365"),
+        # segments read max(computed_at) before each count (how fresh the features are)
+        Index("ix_customer_feature_computed_at", "computed_at"),
     )
 
 

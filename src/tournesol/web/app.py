@@ -79,6 +79,11 @@ def create_app(
 
 
 def _register_routers(app: FastAPI) -> None:
+    # The customer API first: the most requested routes are matched first (route matching
+    # walks the list in order).
+    from tournesol.customers.api import router as customers_api
+
+    app.include_router(customers_api)
     from tournesol.auth import views as auth_views
 
     app.include_router(auth_views.router)
@@ -94,9 +99,11 @@ def _register_routers(app: FastAPI) -> None:
     app.include_router(customer_views.router)
     app.include_router(identity_views.router)
     app.include_router(quality_views.router)
-    from tournesol.customers.api import router as customers_api
+    from tournesol.segments import views as segment_views
+    from tournesol.segments.api import router as segments_api
 
-    app.include_router(customers_api)
+    app.include_router(segment_views.router)
+    app.include_router(segments_api)
 
 
 def _handle_errors(app: FastAPI) -> None:

@@ -23,6 +23,7 @@ from tournesol.identity import service as identity_service
 from tournesol.identity.models import MatchReview, MergeEvent
 from tournesol.ingest.importer import import_file
 from tournesol.ingest.schemas import load_mapping
+from tournesol.segments import service as segment_service
 
 PUBLIC = {"/login", "/lang/{code}", "/api/v1/openapi.json", "/api/v1/docs", "/docs/oauth2-redirect"}
 EVENT_COLLECTION = "/v1/"  # authenticated by a write key, not by a role: checked below
@@ -64,6 +65,12 @@ class World:
                 national = "0" + phone[3:]  # as a page may show it: 0612345678, 06 12 34 56 78
                 self.secrets |= {national, " ".join(national[i : i + 2] for i in range(0, 10, 2))}
             event = session.scalars(select(MergeEvent.id)).first()
+            # a saved segment whose code is also a language ("code" below serves both routes),
+            # with members whose e-mails must not leak through previews or exports
+            segment = segment_service.create(
+                session, code="en", name="Reachable by e-mail", definition={"reachable": "email"}
+            )
+            segment_service.refresh(session, segment)
             review = session.scalars(select(MatchReview.id)).first()
         assert len(self.secrets) > 50
         self.values = {

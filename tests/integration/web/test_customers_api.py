@@ -493,3 +493,47 @@ def test_the_openapi_description_documents_every_customer_route(app: FastAPI) ->
         assert "403" in operation["responses"] and "404" in operation["responses"]
     assert "308" in paths["/api/v1/customers/{customer_id}"]["get"]["responses"]
     assert "409" in paths["/api/v1/customers/{customer_id}/consents"]["post"]["responses"]
+
+
+# --- segments, RFM and scores -----------------------------------------------------------------
+
+
+def test_the_360_shows_segments_rfm_and_scores(
+    app: FastAPI, factory: sessionmaker[Session], small: Small
+) -> None:
+    from tournesol.db import utcnow
+    from tournesol.scoring import features
+    from tournesol.scoring.models import CustomerScore
+    from tournesol.scoring.service import refresh_rfm
+    from tournesol.segments import service as segments
+
+    jean = small.ids["C001"]
+    client = api(app, factory, READ)
+    before = client.get(f"/api/v1/customers/{jean}").json()
+    assert (before["segments"], before["rfm"], before["scores"]) == ([], [], [])
+    with unit_of_work(factory) as session:
+        now = utcnow()
+        features.refresh(session, now=now)
+        refresh_rfm(session, now=now)
+        session.add(CustomerScore(customer_id=jean, model="churn", version="v7", value=0.25))
+        mine = segments.create(session, code="jeans", name="Prénom Jean", definition={"all": []})
+        segments.refresh(session, mine)
+        gone = segments.create(session, code="gone", name="Archived", definition={"all": []})
+        segments.refresh(session, gone)
+        segments.archive(session, segment=gone)
+    body = client.get(f"/api/v1/customers/{jean}").json()
+    assert [(s["code"], s["name"]) for s in body["segments"]] == [("jeans", "Prénom Jean")]
+    assert body["scores"] == [
+        {
+            "model": "churn",
+            "version": "v7",
+            "value": 0.25,
+            "computed_at": body["scores"][0]["computed_at"],
+        }
+    ]
+    assert body["rfm"] and body["rfm"][0]["scope"] == "all"
+    assert {"segment", "r_score", "f_score", "m_score"} <= set(body["rfm"][0])
+    page = signed_in(app, factory, role="advisor").get(f"/customers/{jean}")
+    assert page.status_code == 200
+    assert "Segments and scores" in page.text and "Prénom Jean" in page.text
+    assert "Churn risk" in page.text and "25" in page.text

@@ -91,6 +91,9 @@ def upgrade() -> None:
         "ix_customer_feature_count_365", "customer_feature", ["purchase_count_365"], unique=False
     )
     op.create_index(
+        "ix_customer_feature_computed_at", "customer_feature", ["computed_at"], unique=False
+    )
+    op.create_index(
         "ix_customer_feature_last_purchase", "customer_feature", ["last_purchase_at"], unique=False
     )
     op.create_table(
@@ -185,6 +188,7 @@ def downgrade() -> None:
     op.drop_index("ix_customer_rfm_scope_segment", table_name="customer_rfm")
     op.drop_table("customer_rfm")
     op.drop_index("ix_customer_feature_last_purchase", table_name="customer_feature")
+    op.drop_index("ix_customer_feature_computed_at", table_name="customer_feature")
     op.drop_index("ix_customer_feature_count_365", table_name="customer_feature")
     op.drop_table("customer_feature")
     op.drop_table("segment")
