@@ -36,20 +36,6 @@ KINDS = (
     "segment",
     "identifier",
 )
-OPS = (
-    "eq",
-    "ne",
-    "in",
-    "not_in",
-    "lt",
-    "lte",
-    "gt",
-    "gte",
-    "between",
-    "is_null",
-    "is_not_null",
-    "starts_with",
-)
 LIST_OPS = ("in", "not_in")
 NO_VALUE_OPS = ("is_null", "is_not_null")
 NUMBER_OPS = ("eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte", "between")

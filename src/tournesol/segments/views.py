@@ -26,6 +26,7 @@ from tournesol.segments import builder, service
 from tournesol.segments import rules as segment_rules
 from tournesol.segments.compiler import DefinitionError
 from tournesol.segments.models import Segment
+from tournesol.segments.schemas import OPS
 from tournesol.web.deps import SessionDep, render, require
 
 router = APIRouter(include_in_schema=False)
@@ -60,7 +61,7 @@ def _options(session: Session) -> dict[str, Any]:
     """What the builder's selects offer."""
     return {
         "kinds": builder.KINDS,
-        "ops": builder.OPS,
+        "ops": OPS,
         "attributes": builder.ATTRIBUTES,
         "reachable": builder.REACHABLE,
         "consent_channels": consent_rules.CHANNELS,
