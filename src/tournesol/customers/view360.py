@@ -946,19 +946,7 @@ def _timeline_statement(shapes: tuple[_Shape, ...]) -> Select[Any]:
 
 def _item(row: Any) -> TimelineItem:
     if row.stream == "interaction":
-        return TimelineItem(
-            kind="interaction",
-            id=row.id,
-            occurred_at=row.occurred_at,
-            channel=row.channel,
-            direction=row.direction,
-            type=row.type,
-            subject=row.subject,
-            outcome=row.outcome,
-            campaign_code=row.campaign_code,
-            source=row.source,
-            payload=dict(row.payload or {}),
-        )
+        return interaction_item(row, row.source)
     kind = TRANSACTION_KINDS.get(row.type, row.type)
     return TimelineItem(
         kind=kind,
@@ -976,8 +964,8 @@ def _item(row: Any) -> TimelineItem:
     )
 
 
-def interaction_item(row: Interaction, source: str | None = None) -> TimelineItem:
-    """An interaction as a timeline entry."""
+def interaction_item(row: Interaction | Any, source: str | None = None) -> TimelineItem:
+    """An interaction (a model or a row with its columns) as a timeline entry."""
     return TimelineItem(
         kind="interaction",
         id=row.id,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -60,20 +60,6 @@ NODE_KEYS: Final = (
     "score",
     "segment",
 )
-OPS: Final = (
-    "eq",
-    "ne",
-    "in",
-    "not_in",
-    "lt",
-    "lte",
-    "gt",
-    "gte",
-    "between",
-    "is_null",
-    "is_not_null",
-    "starts_with",
-)
 Op = Literal[
     "eq",
     "ne",
@@ -88,6 +74,7 @@ Op = Literal[
     "is_not_null",
     "starts_with",
 ]
+OPS: Final[tuple[str, ...]] = get_args(Op)
 Channel = Literal["email", "sms", "phone", "postal", "push", "any"]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 MAX_DEPTH: Final = 24  # nested all / any / not
