@@ -801,10 +801,27 @@ def load(url: str, sizes: Sizes, *, today: date | None = None) -> LoadReport:
                 cur.execute(f'VACUUM (ANALYZE) "{table}"')
                 progress.advance(task)
             report.seconds["vacuum"] = time.perf_counter() - step
+            step = time.perf_counter()
+            refresh_consent_state(url)
+            cur.execute("ANALYZE consent_state")
+            report.seconds["consent states"] = time.perf_counter() - step
         for table in LOADED_TABLES:
             report.counts[table] = int(_scalar(cur, f'SELECT COUNT(*) FROM "{table}"'))
     report.seconds["total"] = time.perf_counter() - started
     return report
+
+
+def refresh_consent_state(url: str) -> None:
+    """consent_state rebuilt from the consent rows COPY wrote past the consent service."""
+    from tournesol.consent import service as consent_service
+    from tournesol.db import make_engine, make_session_factory, unit_of_work
+
+    engine = make_engine(url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            consent_service.refresh_state(session, customers=None)
+    finally:
+        engine.dispose()
 
 
 def _progress() -> Progress:

@@ -647,6 +647,8 @@ def load_postgres(url: str, sizes: LoadSizes) -> LoadReport:
                 progress.update(task, description=f"vacuum analyze {table}")
                 cur.execute(f'VACUUM (ANALYZE) "{table}"')
                 progress.advance(task)
+            # the consents changed past the consent service (brands, withdrawals, postal)
+            api.refresh_consent_state(url)
             # and every other table: a 3-row brand table is never analyzed by autovacuum
             # (under 50 rows changed), and the planner then misjudges every brand lookup
             cur.execute("ANALYZE")

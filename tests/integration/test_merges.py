@@ -40,6 +40,7 @@ BUSINESS_TABLES = (
     "source_record",
     "identifier",
     "consent",
+    "consent_state",
     "preference",
     "interaction",
     "transaction",

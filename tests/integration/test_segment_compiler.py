@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from tournesol.consent import service as consent_service
 from tournesol.consent.models import Consent, Preference
 from tournesol.customers.models import (
     Brand,
@@ -215,6 +216,7 @@ def build(session: Session) -> Base:
             )
         )  # fmt: skip
         session.flush()  # ids in this order: G's later row wins the tie
+    consent_service.refresh_state(session, customers=None)
     session.add_all(
         [
             Preference(customer_id=ids["A"], channel="email", preferred=True, days="mon,sat", language="fr"),

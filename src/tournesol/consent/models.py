@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tournesol.db import Base, BigId, Json, UtcDateTime, utcnow
@@ -30,6 +30,34 @@ class Consent(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_consent_customer_channel", "customer_id", "channel", "purpose"),)
+
+
+class ConsentState(Base):
+    """The consent that holds now for one customer, channel, purpose and brand: a copy of
+    the latest ``consent`` row of that key (by collected_at, then id), kept narrow so that
+    segments and campaign planning read a million customers' consents without the history
+    and its proofs. Derived data: ``consent.service.refresh_state`` rewrites a customer's rows
+    whenever their consents change (a new consent, an import, a merge or an unmerge). No
+    foreign keys: the rewrite deletes and inserts in bulk, and ``consent_id`` names the row
+    it copies."""
+
+    __tablename__ = "consent_state"
+
+    consent_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    customer_id: Mapped[int] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(20))
+    purpose: Mapped[str] = mapped_column(String(40))
+    brand_id: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20))
+    collected_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The proof names how the consent can be shown: a manual entry with its wording, or an
+    # import whose source gave a reference (see consent.rules.PROVABLE).
+    provable: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_consent_state_customer", "customer_id"),
+        Index("ix_consent_state_lookup", "channel", "purpose", "status", "brand_id", "customer_id"),
+    )
 
 
 class Preference(Base):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, case, func, insert, literal, select
+from sqlalchemy import BigInteger, Select, case, delete, false, func, insert, literal, select, true
 from sqlalchemy.orm import Session, aliased
 
 from tournesol.consent import rules as consent_rules
-from tournesol.consent.models import Consent, Preference
+from tournesol.consent.models import Consent, ConsentState, Preference
 from tournesol.db import Dialect, UtcDateTime, chunked, utcnow
 from tournesol.ingest.models import SourceRecord, SourceRecordVersion
 
@@ -93,6 +94,89 @@ def record_from_records(
                 | (old_value.as_string() != new_value.as_string())
             )
         session.execute(insert(Consent).from_select([*CONSENT_COLUMNS, "created_at"], rows))
+        refresh_state(
+            session,
+            customers=select(record.customer_id).where(
+                dialect.among(record.id, part), record.customer_id.is_not(None)
+            ),
+        )
+
+
+# --- the current state ---------------------------------------------------------------------
+
+_STATE_COLUMNS = (
+    "consent_id",
+    "customer_id",
+    "channel",
+    "purpose",
+    "brand_id",
+    "status",
+    "collected_at",
+    "provable",
+)
+
+
+def refresh_state(session: Session, *, customers: Sequence[int] | Select[Any] | None) -> None:
+    """Rewrite ``consent_state`` for these customers (a list of ids or a SELECT of ids; None:
+    every customer) from their consent rows: one row per channel, purpose and brand, the
+    latest by collected_at then id. Call it in the transaction that changes consents."""
+    if customers is None:
+        session.execute(delete(ConsentState))
+        session.execute(insert(ConsentState).from_select(list(_STATE_COLUMNS), _latest(None)))
+        return
+    if isinstance(customers, Select):
+        _refresh_some(session, customers)
+        return
+    dialect = Dialect.of(session)
+    for part in chunked(sorted(set(customers)), dialect.max_params - 10):
+        _refresh_some(session, part)
+
+
+def _refresh_some(session: Session, customers: Sequence[int] | Select[Any]) -> None:
+    if isinstance(customers, Select):
+        of_state: Any = ConsentState.customer_id.in_(customers)
+        of_consent: Any = Consent.customer_id.in_(customers)
+    else:
+        dialect = Dialect.of(session)
+        of_state = dialect.one_of(ConsentState.customer_id, customers)
+        of_consent = dialect.one_of(Consent.customer_id, customers)
+    session.execute(delete(ConsentState).where(of_state))
+    session.execute(insert(ConsentState).from_select(list(_STATE_COLUMNS), _latest(of_consent)))
+
+
+def _latest(condition: Any) -> Select[Any]:
+    c = Consent
+    provable = case(
+        (
+            (c.proof["kind"].as_string() == "manual")
+            | c.proof["reference"].as_string().is_not(None),
+            true(),
+        ),
+        else_=false(),
+    )
+    ranked = select(
+        c.id,
+        c.customer_id,
+        c.channel,
+        c.purpose,
+        c.brand_id,
+        c.status,
+        c.collected_at,
+        provable.label("provable"),
+        func.row_number()
+        .over(
+            partition_by=(c.customer_id, c.channel, c.purpose, c.brand_id),
+            order_by=(c.collected_at.desc(), c.id.desc()),
+        )
+        .label("rank"),
+    )
+    if condition is not None:
+        ranked = ranked.where(condition)
+    r = ranked.subquery("ranked")
+    return select(
+        r.c.id, r.c.customer_id, r.c.channel, r.c.purpose, r.c.brand_id, r.c.status,
+        r.c.collected_at, r.c.provable,
+    ).where(r.c.rank == 1)  # fmt: skip
 
 
 # --- consents and preferences entered by staff or the API ----------------------------------
@@ -164,6 +248,7 @@ def set_consent(
     )
     session.add(row)
     session.flush()
+    refresh_state(session, customers=[customer_id])
     return row
 
 

@@ -40,6 +40,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
 
 from tournesol.collect.models import CollectedEvent, VisitorLink
+from tournesol.consent import service as consent_service
 from tournesol.consent.models import Consent, Preference
 from tournesol.customers import service as customer_service
 from tournesol.customers.models import Customer, Identifier, OrganisationContact
@@ -69,8 +70,10 @@ MOVABLE: dict[str, tuple[Table, tuple[str, ...]]] = {
 # Tables with a customer_id that a merge leaves alone: the audit log is history (who read
 # whom, as it was), the name keys are derived from the golden record and rewritten with it;
 # segment stays are history too (the absorbed customer leaves at the next snapshot); features,
-# RFM and scores are derived from the history and recomputed by their refresh.
+# RFM and scores are derived from the history and recomputed by their refresh; the current
+# consent states are rewritten from the moved consents (consent_service.refresh_state).
 NOT_MOVED = {
+    "consent_state",
     "audit_log",
     "customer_name_key",
     "segment_membership",
@@ -207,6 +210,7 @@ def merge(
         )
         if name == "source_record":
             _identifiers_follow(session, run_id)
+    consent_service.refresh_state(session, customers=every)
     session.execute(
         update(_CUSTOMER)
         .where(
@@ -446,6 +450,7 @@ def unmerge(
                     )
                     .values(customer_id=absorbed.id)
                 )
+    consent_service.refresh_state(session, customers=[survivor.id, absorbed.id])
     session.execute(
         update(_CUSTOMER)
         .where(_CUSTOMER.c.id == absorbed.id)

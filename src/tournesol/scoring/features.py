@@ -244,6 +244,7 @@ def refresh(
             written += _insert(session, now, condition)
         return written
     refresh_statistics(session)
+    dialect.for_batch(session.connection())
     session.execute(delete(table))
     lo, hi = session.execute(select(func.min(Customer.id), func.max(Customer.id))).one()
     if lo is None:

@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Float,
-    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -35,7 +34,9 @@ class CustomerFeature(Base):
 
     __tablename__ = "customer_feature"
 
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), primary_key=True)
+    # Derived rows rewritten in bulk: no foreign key (its check, a row lock on the customer per
+    # row written, cost more than the ranking itself); the refresh writes existing customers.
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     computed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     purchase_count: Mapped[int] = mapped_column(Integer, default=0)
     purchase_amount: Mapped[Decimal] = mapped_column(AMOUNT, default=Decimal(0))
@@ -73,7 +74,8 @@ class CustomerRfm(Base):
 
     __tablename__ = "customer_rfm"
 
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), primary_key=True)
+    # no foreign key: see CustomerFeature.customer_id
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     scope: Mapped[str] = mapped_column(String(40), primary_key=True)
     computed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     recency_days: Mapped[int] = mapped_column(Integer)
@@ -113,7 +115,8 @@ class CustomerScore(Base):
 
     __tablename__ = "customer_score"
 
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), primary_key=True)
+    # no foreign key: see CustomerFeature.customer_id
+    customer_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     model: Mapped[str] = mapped_column(String(40), primary_key=True)
     version: Mapped[str] = mapped_column(String(40))
     value: Mapped[float] = mapped_column(Float)

@@ -10,6 +10,7 @@ the tests check that both give the same scores.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -36,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from tournesol.customers.models import Brand, Customer
-from tournesol.db import UtcDateTime
+from tournesol.db import Dialect, UtcDateTime
 from tournesol.interactions.models import Transaction
 from tournesol.scoring.features import refresh_statistics
 from tournesol.scoring.models import CustomerFeature, CustomerRfm, CustomerScore, ScoreModel
@@ -90,30 +91,36 @@ def _from_features(now: datetime) -> Rows:
     )
 
 
-def _from_transactions(now: datetime, *, brand_id: int | None = None) -> Rows:
-    """Per customer (of one brand's transactions with ``brand_id``): days since the last
-    purchase, purchases, amount."""
+def _from_transactions(now: datetime, *, brands: Mapping[str, int] | None = None) -> Rows:
+    """Per customer: days since the last purchase, purchases, amount; with ``brands`` (code
+    -> id), per customer and brand, each brand its own scope, in one pass over the
+    transactions."""
     t = Transaction
     where = [
         t.customer_id.is_not(None),
         t.kind != "return",
         t.occurred_at <= literal(now, UtcDateTime()),
     ]
-    scope: Any = literal(ALL, String())
-    if brand_id is not None:
-        where.append(t.brand_id == brand_id)
-        scope = select(Brand.code).where(Brand.id == brand_id).scalar_subquery()
+    keys: list[Any] = [t.customer_id.label("customer_id")]
+    if brands:
+        where.append(t.brand_id.in_(sorted(brands.values())))
+        keys.append(t.brand_id.label("brand_id"))
     per = (
         select(
-            t.customer_id.label("customer_id"),
+            *keys,
             func.max(t.occurred_at).label("last_at"),
             func.count().label("frequency"),
             func.round(func.coalesce(func.sum(t.total_amount), 0), 2).label("monetary"),
         )
         .where(*where)
-        .group_by(t.customer_id)
+        .group_by(*keys)
         .subquery("per")
     )
+    scope: Any = literal(ALL, String())
+    if brands:
+        scope = case(
+            *((per.c.brand_id == brand_id, literal(code)) for code, brand_id in brands.items())
+        )
     return (
         select(
             per.c.customer_id,
@@ -199,14 +206,16 @@ def rfm_select(base: FromClause, sizes: dict[str, int], now: datetime) -> Rows:
     # PostgreSQL, their row locks on customer) then visit each customer page once
 
 
-def _score(session: Session, base: Rows, now: datetime) -> None:
-    """Stage ``base`` in a temporary table, count each scope, rank, write customer_rfm."""
+def _score(session: Session, bases: Sequence[Rows], now: datetime) -> None:
+    """Stage the ``bases`` in a temporary table, count each scope, rank every scope in one
+    pass, write customer_rfm."""
     staging = _staging_table()
     conn = session.connection()
     staging.drop(conn, checkfirst=True)
     staging.create(conn)
     try:
-        session.execute(insert(staging).from_select([c.name for c in staging.columns], base))
+        for base in bases:
+            session.execute(insert(staging).from_select([c.name for c in staging.columns], base))
         sizes = {
             name: int(n)
             for name, n in session.execute(
@@ -266,6 +275,7 @@ def refresh_rfm(
     ['all', 'SOLEIL', 'TOURNESOL PRO']
     """
     refresh_statistics(session)
+    Dialect.of(session).for_batch(session.connection())
     brands = brand_scopes(session)
     if scope is None:
         session.execute(delete(RFM))
@@ -282,16 +292,17 @@ def refresh_rfm(
         scopes = [scope]
         brands = {scope: brand_id}
     read: dict[str, str] = {}
-    for name in scopes:
-        if name != ALL:
-            _score(session, _from_transactions(now, brand_id=brands[name]), now)
-            read[name] = "transactions"
-            continue
+    bases: list[Rows] = []
+    if ALL in scopes:
         if use_features is None:
             use_features = features_as_of(session) is not None
-        base = _from_features(now) if use_features else _from_transactions(now)
-        _score(session, base, now)
+        bases.append(_from_features(now) if use_features else _from_transactions(now))
         read[ALL] = "features" if use_features else "transactions"
+    by_brand = {name: brands[name] for name in scopes if name != ALL}
+    if by_brand:
+        bases.append(_from_transactions(now, brands=by_brand))
+        read.update(dict.fromkeys(by_brand, "transactions"))
+    _score(session, bases, now)
     return rfm_counts(session, scopes=scopes, read=read)
 
 

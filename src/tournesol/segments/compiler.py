@@ -10,8 +10,13 @@ probes or one pass over narrow rows:
 
 - golden attributes are comparisons on customer columns; an age is a birth-date range, a
   department or region a set of postal-code ranges (no function on an indexed column);
-- identifiers, consents, preferences, organisations, RFM and scores are ``EXISTS`` on their
-  table, correlated on the customer id their indexes start with;
+- identifiers, consents (their current state, ``consent_state``), preferences,
+  organisations, RFM and scores are lookups: ``customer.id IN (SELECT customer_id FROM ...
+  WHERE ...)``, uncorrelated, so that each database builds the list once from the table's
+  index (PostgreSQL a hashed semi-join, SQLite an index driving the probes) instead of one
+  probe per customer; an ``any`` of lookups on one table is one lookup with an OR; a ``not``
+  of a lookup is a correlated ``NOT EXISTS`` (an anti-join: ``NOT IN`` over a list larger
+  than work_mem is quadratic on PostgreSQL);
 - behaviour reads ``customer_feature`` (one LEFT JOIN) when a feature column answers it and
   features exist (``features_as_of``), else the raw history: ``EXISTS`` or a correlated
   aggregate over transaction / interaction through the ``(customer_id, occurred_at)`` index;
@@ -23,7 +28,7 @@ probes or one pass over narrow rows:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -44,10 +49,9 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql.selectable import Exists, FromClause
 
-from tournesol.consent.models import Consent, Preference
+from tournesol.consent.models import ConsentState, Preference
 from tournesol.customers.models import (
     Brand,
     Customer,
@@ -144,6 +148,34 @@ class _Context:
         return self.now.date()
 
 
+@dataclass(frozen=True)
+class _Lookup:
+    """ "Some row of ``source`` whose ``column`` is the customer's id meets ``condition``",
+    kept as data until its place is known: :meth:`holds` where it must be true,
+    :meth:`absent` under a ``not``. Lookups with the same ``key`` read the same rows and can
+    be merged by an ``any``."""
+
+    key: str
+    column: Any
+    condition: Predicate
+    source: Any
+
+    def holds(self) -> Predicate:
+        rows = select(self.column).select_from(self.source).where(self.condition)
+        return Customer.id.in_(rows)
+
+    def absent(self) -> Predicate:
+        found = exists().select_from(self.source).where(self.column == Customer.id, self.condition)
+        return not_(found.correlate(Customer))
+
+
+Part = Predicate | _Lookup
+
+
+def _predicate(part: Part) -> Predicate:
+    return part.holds() if isinstance(part, _Lookup) else part
+
+
 def _utc(value: datetime, name: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{name} must be timezone-aware, got {value!r}")
@@ -179,7 +211,8 @@ def compile_definition(
         prefer_raw=prefer_raw,
         resolve=resolve,
     )
-    predicate, _cost = _node(model.root, "$", ctx)
+    part, _cost = _node(model.root, "$", ctx)
+    predicate = _predicate(part)
     source: FromClause = Customer.__table__
     if ctx.feature_nodes:
         source = outerjoin(
@@ -218,7 +251,7 @@ def _age_note(ctx: _Context) -> str:
 # --- nodes -------------------------------------------------------------------------------
 
 
-def _node(node: Any, path: str, ctx: _Context) -> tuple[Predicate, int]:
+def _node(node: Any, path: str, ctx: _Context) -> tuple[Part, int]:
     if isinstance(node, AllNode):
         parts = sorted(
             (_node(child, f"{path}.all[{i}]", ctx) for i, child in enumerate(node.all_)),
@@ -226,19 +259,26 @@ def _node(node: Any, path: str, ctx: _Context) -> tuple[Predicate, int]:
         )
         if not parts:
             return true(), _COLUMN
-        return and_(*(p for p, _ in parts)), max(c for _, c in parts)
+        if len(parts) == 1:
+            return parts[0]
+        return and_(*(_predicate(p) for p, _ in parts)), max(c for _, c in parts)
     if isinstance(node, AnyNode):
         parts = [_node(child, f"{path}.any[{i}]", ctx) for i, child in enumerate(node.any_)]
-        return or_(*(p for p, _ in parts)), max(c for _, c in parts)
+        return _any([p for p, _ in parts]), max(c for _, c in parts)
     if isinstance(node, NotNode):
         inner, cost = _node(node.not_, f"{path}.not", ctx)
-        return not_(inner), cost
+        return (inner.absent() if isinstance(inner, _Lookup) else not_(inner)), cost
     if isinstance(node, AttributeNode):
         return _attribute(node, ctx)
     if isinstance(node, ReachableNode):
         return _reachable(node.reachable), _COLUMN
     if isinstance(node, IdentifierNode):
-        found = _exists(Identifier.customer_id, Identifier.kind == node.identifier)
+        found = _Lookup(
+            "identifier",
+            Identifier.customer_id,
+            Identifier.kind == node.identifier,
+            Identifier.__table__,
+        )
         return found, _LOOKUP
     if isinstance(node, ConsentNode):
         return _consent(node), _LOOKUP
@@ -255,12 +295,26 @@ def _node(node: Any, path: str, ctx: _Context) -> tuple[Predicate, int]:
     raise TypeError(f"not a node: {node!r}")  # pragma: no cover - validate() guards this
 
 
-def _exists(customer_column: Any, *conditions: Any, source: Any = None) -> Exists:
-    """EXISTS over a table whose ``customer_column`` is the customer's id."""
-    found = exists()
-    if source is not None:
-        found = found.select_from(source)
-    return found.where(customer_column == Customer.id, *conditions).correlate(Customer)
+def _any(parts: list[Part]) -> Part:
+    """OR of the parts, the lookups on one table merged into one (one list to build)."""
+    if not parts:
+        return false()
+    merged: dict[str, list[_Lookup]] = {}
+    others: list[Predicate] = []
+    for part in parts:
+        if isinstance(part, _Lookup):
+            merged.setdefault(part.key, []).append(part)
+        else:
+            others.append(part)
+    lookups = [
+        group[0]
+        if len(group) == 1
+        else replace(group[0], condition=or_(*(g.condition for g in group)))
+        for group in merged.values()
+    ]
+    if len(lookups) == 1 and not others:
+        return lookups[0]
+    return or_(*others, *(lookup.holds() for lookup in lookups))
 
 
 # --- comparisons -------------------------------------------------------------------------
@@ -364,7 +418,7 @@ def _compare_day(column: Any, op: str, value: Any, ref: datetime, *, instant: bo
 # --- attributes --------------------------------------------------------------------------
 
 
-def _attribute(node: AttributeNode, ctx: _Context) -> tuple[Predicate, int]:
+def _attribute(node: AttributeNode, ctx: _Context) -> tuple[Part, int]:
     name, op = node.attribute, node.op
     kind = ATTRIBUTES[name]
     value = parse_value(kind, op, node.value, name=name)
@@ -383,8 +437,13 @@ def _attribute(node: AttributeNode, ctx: _Context) -> tuple[Predicate, int]:
     if name in ("brand", "zone"):
         return _coded(name, op, value), _FEATURE
     if name == "b2b":
-        works = _exists(OrganisationContact.customer_id)
-        return (works if value == (op == "eq") else not_(works)), _LOOKUP
+        works = _Lookup(
+            "organisation_contact",
+            OrganisationContact.customer_id,
+            true(),
+            OrganisationContact.__table__,
+        )
+        return (works if value == (op == "eq") else works.absent()), _LOOKUP
     if name in _ORG_COLUMNS:
         return _organisation(_ORG_COLUMNS[name], op, value), _LOOKUP
     column = getattr(Customer, name)
@@ -488,23 +547,23 @@ def _coded(name: str, op: str, value: Any) -> Predicate:
     return and_(column.is_not(None), column.not_in(ids))
 
 
-def _organisation(column: Any, op: str, value: Any) -> Predicate:
+def _organisation(column: Any, op: str, value: Any) -> Part:
     """Some organisation the customer works for satisfies the condition; is_null: none of
     them has a value."""
 
-    def works_where(condition: Predicate) -> Exists:
-        return _exists(
+    def works_where(condition: Predicate) -> _Lookup:
+        return _Lookup(
+            "organisation",
             OrganisationContact.customer_id,
-            Organisation.id == OrganisationContact.organisation_id,
             condition,
-            source=OrganisationContact.__table__.join(
+            OrganisationContact.__table__.join(
                 Organisation.__table__,
                 Organisation.id == OrganisationContact.organisation_id,
             ),
         )
 
     if op == "is_null":
-        return not_(works_where(column.is_not(None)))
+        return works_where(column.is_not(None)).absent()
     if op == "is_not_null":
         return works_where(column.is_not(None))
     return works_where(_compare(column, op, value))
@@ -531,63 +590,47 @@ def _brand_ids(code: str) -> Any:
     return select(Brand.id).where(Brand.code == code)
 
 
-def _consent(node: ConsentNode) -> Predicate:
+def _consent(node: ConsentNode) -> _Lookup:
+    """The consent as it stands now (the latest row of its key, kept in consent_state)."""
     spec = node.consent
-    current = aliased(Consent, name="consent_now")
-    later = aliased(Consent, name="consent_later")
-    brand_now = (
-        current.brand_id.is_(None)
+    state = ConsentState
+    brand = (
+        state.brand_id.is_(None)
         if spec.brand is None
-        else current.brand_id.in_(_brand_ids(spec.brand))
+        else state.brand_id.in_(_brand_ids(spec.brand))
     )
-    brand_later = (
-        later.brand_id.is_(None) if spec.brand is None else later.brand_id == current.brand_id
+    condition = and_(
+        state.channel == spec.channel,
+        state.purpose == spec.purpose,
+        state.status == spec.status,
+        brand,
     )
-    superseded = (
-        exists()
-        .where(
-            later.customer_id == current.customer_id,
-            later.channel == current.channel,
-            later.purpose == current.purpose,
-            brand_later,
-            or_(
-                later.collected_at > current.collected_at,
-                and_(later.collected_at == current.collected_at, later.id > current.id),
-            ),
-        )
-        .correlate(current)
-    )
-    return (
-        exists()
-        .where(
-            current.customer_id == Customer.id,
-            current.channel == spec.channel,
-            current.purpose == spec.purpose,
-            brand_now,
-            current.status == spec.status,
-            not_(superseded),
-        )
-        .correlate(Customer)
-    )
+    return _Lookup("consent_state", state.customer_id, condition, state.__table__)
 
 
-def _preference(node: PreferenceNode) -> Predicate:
+def _preference(node: PreferenceNode) -> Part:
     spec = node.preference
     conditions: list[Any] = []
     if spec.channel is not None:
         conditions.append(Preference.channel == spec.channel)
     if spec.preferred is not None:
-        stated = _exists(Preference.customer_id, *conditions, Preference.preferred == true())
-        return stated if spec.preferred else not_(stated)
+        stated = _lookup(Preference.customer_id, *conditions, Preference.preferred == true())
+        return stated if spec.preferred else stated.absent()
     if spec.language is not None:
         conditions.append(Preference.language == spec.language)
     else:
         # days is a normalized list such as "mon,tue,sat": day names never overlap.
         conditions.append(Preference.days.like(f"%{spec.day}%"))
-    return _exists(Preference.customer_id, *conditions)
+    return _lookup(Preference.customer_id, *conditions)
 
 
-def _rfm(node: RfmNode) -> Predicate:
+def _lookup(customer_column: Any, *conditions: Any) -> _Lookup:
+    """A lookup on the table of ``customer_column``, which holds the customer's id."""
+    table = customer_column.table
+    return _Lookup(table.name, customer_column, and_(true(), *conditions), table)
+
+
+def _rfm(node: RfmNode) -> _Lookup:
     spec = node.rfm
     conditions: list[Any] = [CustomerRfm.scope == spec.scope]
     if spec.segment is not None:
@@ -599,19 +642,19 @@ def _rfm(node: RfmNode) -> Predicate:
     ):
         if scores is not None:
             conditions.append(column.in_(sorted(set(scores))))
-    return _exists(CustomerRfm.customer_id, *conditions)
+    return _lookup(CustomerRfm.customer_id, *conditions)
 
 
-def _score(node: ScoreNode) -> Predicate:
+def _score(node: ScoreNode) -> Part:
     spec = node.score
     value = parse_value(SCORE, spec.op, spec.value, name="score")
     of_model = CustomerScore.model == spec.model
     if spec.op == "is_null":
-        return not_(_exists(CustomerScore.customer_id, of_model))
+        return _lookup(CustomerScore.customer_id, of_model).absent()
     if spec.op == "is_not_null":
-        return _exists(CustomerScore.customer_id, of_model)
+        return _lookup(CustomerScore.customer_id, of_model)
     number = _floats(value)
-    return _exists(
+    return _lookup(
         CustomerScore.customer_id,
         of_model,
         _compare(CustomerScore.value, spec.op, number, nullable=False),
@@ -627,7 +670,7 @@ def _floats(value: Any) -> Any:
 # --- saved segments ------------------------------------------------------------------------
 
 
-def _segment(code: str, path: str, ctx: _Context) -> tuple[Predicate, int]:
+def _segment(code: str, path: str, ctx: _Context) -> tuple[Part, int]:
     if code in ctx.stack:
         chain = " -> ".join([*ctx.stack, code])
         raise DefinitionError(path, f"segments refer to each other in a cycle: {chain}")
