@@ -1,8 +1,9 @@
 """Every table, imported once so that ``Base.metadata`` is complete (Alembic, tests)."""
 
 from tournesol.auth.models import ApiKey, AuditLog, User
+from tournesol.campaigns.models import Campaign, CampaignMessage, CampaignTarget, Outbox
 from tournesol.collect.models import CollectedEvent, VisitorLink
-from tournesol.consent.models import Consent, Preference
+from tournesol.consent.models import Consent, ConsentState, Preference, Suppression
 from tournesol.customers.models import (
     Brand,
     Customer,
@@ -31,8 +32,12 @@ __all__ = [
     "AuditLog",
     "Base",
     "Brand",
+    "Campaign",
+    "CampaignMessage",
+    "CampaignTarget",
     "CollectedEvent",
     "Consent",
+    "ConsentState",
     "Customer",
     "CustomerFeature",
     "CustomerNameKey",
@@ -49,6 +54,7 @@ __all__ = [
     "MergeMove",
     "Organisation",
     "OrganisationContact",
+    "Outbox",
     "Preference",
     "Product",
     "Reject",
@@ -59,6 +65,7 @@ __all__ = [
     "Source",
     "SourceRecord",
     "SourceRecordVersion",
+    "Suppression",
     "Transaction",
     "TransactionLine",
     "User",

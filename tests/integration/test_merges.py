@@ -23,6 +23,7 @@ from sqlalchemy import JSON, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.integration.test_import import HEADER, LOYALTY, TICKETS, write_cp1252
+from tournesol.campaigns.models import Campaign, CampaignTarget, Outbox
 from tournesol.collect.models import CollectedEvent, VisitorLink
 from tournesol.consent.models import Consent, Preference
 from tournesol.customers.models import Customer, Identifier, Organisation, OrganisationContact
@@ -55,6 +56,8 @@ BUSINESS_TABLES = (
     "customer_feature",
     "customer_rfm",
     "customer_score",
+    "campaign_target",
+    "outbox",
 )
 LOG_TABLES = ("merge_event", "merge_move", "identity_run", "match_review")
 # the models of merges.MOVABLE: rows that belong to a customer
@@ -67,6 +70,8 @@ OWNED = (
     Transaction,
     OrganisationContact,
     CollectedEvent,
+    CampaignTarget,
+    Outbox,
     VisitorLink,
 )
 
@@ -229,6 +234,24 @@ def base(tmp_path: Path, factory: sessionmaker[Session]) -> Base3:
         )
         session.add(event)
         session.flush()
+        # a campaign planned a message to b
+        when = datetime(2026, 2, 3, 9, 0, tzinfo=UTC)
+        campaign = Campaign(code="spring", name="Spring", control_salt="s1", channels=["email"])
+        session.add(campaign)
+        session.flush()
+        session.add(
+            CampaignTarget(
+                campaign_id=campaign.id, customer_id=b, group="target", channel="email",
+                language="fr", send_at=when, planned_at=when,
+            )
+        )  # fmt: skip
+        session.add(
+            Outbox(
+                key=f"spring:{b}:email", campaign_id=campaign.id, customer_id=b,
+                channel="email", language="fr", address="b@exemple.fr", send_after=when,
+                planned_at=when,
+            )
+        )  # fmt: skip
         session.add(
             VisitorLink(
                 source_id=tickets,

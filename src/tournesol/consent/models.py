@@ -77,3 +77,28 @@ class Preference(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("customer_id", "channel"),)
+
+
+SUPPRESSION_REASONS = ("unsubscribe", "hard_bounce", "complaint", "erased", "opposition")
+
+
+class Suppression(Base):
+    """A contact point that must receive no marketing on a channel, whoever it belongs to
+    now: an unsubscribe (of one brand, or of all with ``brand_id`` NULL), a hard bounce, a spam
+    complaint, an erased person, an entry of an opposition list (Bloctel for telephone).
+    Kept as the SHA-256 of the normalized value (lower-case e-mail, E.164 phone) so that the
+    list of an erased person's addresses holds no address in clear
+    (``consent.rules.contact_hash``)."""
+
+    __tablename__ = "suppression"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))  # email, sms, phone, postal
+    value_hash: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(20))
+    brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
+    source: Mapped[str | None] = mapped_column(String(200))  # e.g. "bloctel 2026-11", outbox 42
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_suppression_value", "channel", "value_hash"),)

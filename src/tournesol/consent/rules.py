@@ -3,6 +3,7 @@ days and hours. Each check raises :class:`ConsentRuleError` naming the field at 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -153,3 +154,22 @@ def latest(rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         ):
             best[key] = row
     return sorted(best.values(), key=lambda r: (r["channel"], r["purpose"], r["brand_id"] or 0))
+
+
+def contact_hash(channel: str, value: str) -> str:
+    """The key of a contact point in the suppression list: SHA-256 (hex) of the channel and
+    the normalized value (an e-mail lower-cased and stripped; a phone as given, E.164; a
+    postal address as its lines joined by ``|``, upper-cased).
+
+    >>> contact_hash("email", " Ana@Exemple.FR ") == contact_hash("email", "ana@exemple.fr")
+    True
+    """
+    text = value.strip()
+    if channel == "email":
+        text = text.lower()
+    elif channel == "postal":
+        text = "|".join(part.strip() for part in text.upper().split("|"))
+    elif channel in ("sms", "phone"):
+        text = text.replace(" ", "")
+        channel = "phone"  # one number, one list: an SMS opposition and a call opposition
+    return hashlib.sha256(f"{channel}:{text}".encode()).hexdigest()

@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
 
+from tournesol.campaigns.models import CampaignTarget, Outbox
 from tournesol.collect.models import CollectedEvent, VisitorLink
 from tournesol.consent import service as consent_service
 from tournesol.consent.models import Consent, Preference
@@ -66,6 +67,9 @@ MOVABLE: dict[str, tuple[Table, tuple[str, ...]]] = {
     "organisation_contact": (cast(Table, OrganisationContact.__table__), ("organisation_id",)),
     "collected_event": (cast(Table, CollectedEvent.__table__), ()),
     "visitor_link": (cast(Table, VisitorLink.__table__), ()),
+    # what campaigns planned and sent them: the survivor is under both persons' pressure
+    "campaign_target": (cast(Table, CampaignTarget.__table__), ("campaign_id",)),
+    "outbox": (cast(Table, Outbox.__table__), ()),
 }
 # Tables with a customer_id that a merge leaves alone: the audit log is history (who read
 # whom, as it was), the name keys are derived from the golden record and rewritten with it;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -80,6 +80,12 @@ class TransactionLine(Base):
     source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"))
 
     __table_args__ = (UniqueConstraint("transaction_id", "line_no"),)
+
+
+# The direction of a timeline row that records a marketing decision (a message planned, a
+# customer held out in a control group or excluded with the reason), not a contact: counts of
+# interactions, features and segments leave these rows out unless a type names them.
+INTERNAL: Final = "internal"
 
 
 class Interaction(Base):

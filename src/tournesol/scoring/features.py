@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from tournesol.customers.models import Customer
 from tournesol.db import Dialect, UtcDateTime, chunked
-from tournesol.interactions.models import Interaction, Transaction
+from tournesol.interactions.models import INTERNAL, Interaction, Transaction
 from tournesol.scoring.models import CustomerFeature
 
 Rows = Select[*tuple[Any, ...]]  # a SELECT of any columns
@@ -118,7 +118,11 @@ def feature_select(now: datetime, *, customers: IdFilter | None = None) -> Rows:
         .subquery("recent")
     )
     i = Interaction
-    it_where = [i.customer_id.is_not(None), i.occurred_at <= _at(now)]
+    it_where = [
+        i.customer_id.is_not(None),
+        i.occurred_at <= _at(now),
+        i.direction != INTERNAL,
+    ]
     if customers is not None:
         it_where.append(customers(i.customer_id))
     inbound = i.direction == "inbound"

@@ -60,7 +60,7 @@ from tournesol.customers.models import (
     OrganisationContact,
     Zone,
 )
-from tournesol.interactions.models import Interaction, Transaction, TransactionLine
+from tournesol.interactions.models import INTERNAL, Interaction, Transaction, TransactionLine
 from tournesol.scoring.models import CustomerFeature, CustomerRfm, CustomerScore
 from tournesol.segments import rules
 from tournesol.segments.schemas import (
@@ -911,6 +911,8 @@ def _history_rows(spec: BehaviourSpec, ref: datetime) -> _Rows:
                 )
             if where.direction is not None:
                 conditions.append(i.direction == where.direction)
+        if where is None or (where.direction is None and where.type is None):
+            conditions.append(i.direction != INTERNAL)  # decisions are not contacts
     window = spec.window
     if isinstance(window, LastDays):
         conditions += [at > ref - timedelta(days=window.last_days), at <= ref]

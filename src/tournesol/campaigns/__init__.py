@@ -1,0 +1,1 @@
+"""Campaigns: definitions, eligibility, marketing pressure and arbitration, outbox, execution."""

@@ -1,0 +1,138 @@
+"""Campaigns, their messages, who each one targeted (and why the others were left out), and
+the outbox: one row per message to send, moved through its states by the dispatchers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tournesol.db import Base, BigId, Json, UtcDateTime, utcnow
+
+CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "done", "cancelled")
+OUTBOX_STATES = ("planned", "sending", "sent", "delivered", "bounced", "failed", "cancelled")
+
+
+class Campaign(Base):
+    """A campaign: who (a saved segment), on which channels in which fallback order, what
+    (messages per channel and language), when, at what priority and cost, with which share
+    held out as a control group and which attribution window."""
+
+    __tablename__ = "campaign"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(60), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
+    objective: Mapped[str | None] = mapped_column(String(500))
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segment.id"))
+    channels: Mapped[list[str]] = mapped_column(Json, default=list)  # fallback order
+    purpose: Mapped[str] = mapped_column(String(40), default="marketing")
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    priority: Mapped[int] = mapped_column(Integer, default=50)
+    expected_value: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal(0))
+    fixed_cost: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal(0))
+    unit_costs: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # channel -> cost
+    control_share: Mapped[float] = mapped_column(Float, default=0.1)
+    control_salt: Mapped[str] = mapped_column(String(40))
+    attribution_days: Mapped[int] = mapped_column(Integer, default=30)
+    default_language: Mapped[str] = mapped_column(String(8), default="fr")
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    planned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class CampaignMessage(Base):
+    """The message of a campaign on one channel in one language (Jinja2 templates, rendered
+    in a sandbox for each recipient)."""
+
+    __tablename__ = "campaign_message"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id"))
+    channel: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(8))
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("campaign_id", "channel", "language"),)
+
+
+class CampaignTarget(Base):
+    """One customer of a campaign's planned audience: ``group`` target (a message planned),
+    control (held out) or excluded, with the reason code and its detail."""
+
+    __tablename__ = "campaign_target"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id"))
+    customer_id: Mapped[int] = mapped_column(BigInteger)
+    group: Mapped[str] = mapped_column(String(10))  # target, control, excluded
+    channel: Mapped[str | None] = mapped_column(String(20))
+    language: Mapped[str | None] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(String(200))
+    # when the message would go (for the control group: would have gone)
+    send_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    planned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "customer_id"),
+        Index("ix_campaign_target_funnel", "campaign_id", "group", "reason"),
+        Index("ix_campaign_target_customer", "customer_id"),
+    )
+
+
+class Outbox(Base):
+    """A message to send: written when a campaign is planned, in the same transaction as its
+    target row; a dispatcher claims rows in ``planned`` state whose ``send_after`` has come,
+    marks them ``sending``, sends, then ``sent`` / ``failed``; delivery reports, bounces and
+    outcomes move them on. ``key`` is unique: planning twice cannot make a second message."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id"))
+    customer_id: Mapped[int] = mapped_column(BigInteger)
+    brand_id: Mapped[int | None] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(20))
+    purpose: Mapped[str] = mapped_column(String(40), default="marketing")
+    language: Mapped[str] = mapped_column(String(8))
+    address: Mapped[str | None] = mapped_column(String(320))  # email or E.164 phone
+    state: Mapped[str] = mapped_column(String(20), default="planned")
+    send_after: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    provider_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(String(300))
+    planned_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "channel", "send_after"),
+        # the marketing pressure a customer is under: their contacts by time
+        Index("ix_outbox_customer_time", "customer_id", "send_after"),
+        Index("ix_outbox_campaign_state", "campaign_id", "state"),
+    )

@@ -1,0 +1,777 @@
+"""Campaigns: create them, and plan them.
+
+Planning turns campaigns into messages in the outbox, for a set of campaigns that compete for
+the same customers (one run), in one transaction:
+
+1. the audience: each campaign's saved segment, evaluated now;
+2. per customer and campaign channel, whether it may carry the message: the consent as it
+   stands now under the consent policy (French defaults, ``campaigns.rules``), the
+   suppression list, a contact point for the channel, the sources' usage restrictions; the
+   channel is the customer's preferred one when allowed, else the first allowed in the
+   campaign's fallback order;
+3. a message in the customer's language (or the campaign's default);
+4. a time inside the customer's contact days and hours (their preferences; for telephone
+   prospecting without preferences, the legal hours) before the campaign ends;
+5. the control group: a stable share of the eligible customers held out (with the time they
+   would have been contacted);
+6. marketing pressure: the contacts already in the outbox plus those of the competing
+   campaigns, arbitrated by priority then expected value;
+7. what is left: one outbox row per message. Every customer of the audience gets a
+   ``campaign_target`` row (target, control or excluded with its reason) and an interaction
+   on their timeline.
+
+A dry run does everything but write, and reports the volumes after each step. Customers are
+processed by chunks of ids, so memory stays flat whatever the audience.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final, cast
+
+import yaml
+from sqlalchemy import Table, func, select
+from sqlalchemy.orm import Session
+
+from tournesol.campaigns import rules
+from tournesol.campaigns.models import Campaign, CampaignMessage, CampaignTarget, Outbox
+from tournesol.consent.models import ConsentState, Preference, Suppression
+from tournesol.consent.rules import contact_hash
+from tournesol.customers.models import Brand, Customer, OrganisationContact
+from tournesol.db import Dialect, chunked, utcnow
+from tournesol.ingest.models import Source, SourceRecord
+from tournesol.interactions.models import INTERNAL, Interaction, Transaction
+from tournesol.segments import service as segment_service
+from tournesol.segments.models import Segment
+
+CODE: Final = re.compile(r"[a-z0-9][a-z0-9_\-]{0,59}")
+CHUNK: Final = 20_000
+# Outbox rows that count as contacts for the pressure (a failed or cancelled message never
+# reached anyone).
+CONTACT_STATES: Final = ("planned", "sending", "sent", "delivered", "bounced")
+# The stages a customer can drop out at, in order (the funnel of a plan).
+STAGES: Final = ("audience", "channel", "language", "contact_window", "control", "pressure")
+SUPPRESSION_REASONS: Final[Mapping[str, rules.Reason]] = {
+    "unsubscribe": rules.Reason.SUPPRESSED_UNSUBSCRIBE,
+    "hard_bounce": rules.Reason.SUPPRESSED_HARD_BOUNCE,
+    "complaint": rules.Reason.SUPPRESSED_COMPLAINT,
+    "erased": rules.Reason.ERASED,
+    "opposition": rules.Reason.SUPPRESSED_OPPOSITION,
+}
+# Source restrictions that keep a source's data out of marketing (all channels) or one.
+NO_MARKETING: Final = frozenset({"no_marketing", "rented_list"})
+# The time zone of a customer's country (customers have no zone of their own yet).
+COUNTRY_ZONES: Final[Mapping[str, str]] = {
+    "FR": "Europe/Paris", "BE": "Europe/Brussels", "CH": "Europe/Zurich", "LU": "Europe/Luxembourg",
+    "MC": "Europe/Monaco", "DE": "Europe/Berlin", "ES": "Europe/Madrid", "IT": "Europe/Rome",
+    "GB": "Europe/London", "PT": "Europe/Lisbon", "NL": "Europe/Amsterdam",
+    "RE": "Indian/Reunion", "GP": "America/Guadeloupe", "MQ": "America/Martinique",
+    "GF": "America/Cayenne", "YT": "Indian/Mayotte", "NC": "Pacific/Noumea",
+    "PF": "Pacific/Tahiti", "CA": "America/Toronto", "US": "America/New_York",
+}  # fmt: skip
+
+
+class CampaignError(ValueError):
+    """A campaign that cannot be created or planned as asked; the message says what to do."""
+
+
+# --- policies ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Policies:
+    """The rules a plan applies: consent regimes, marketing pressure, how long after a purchase
+    a customer counts as under contract (the contract exception for telephone; Tournesol has
+    no contract table yet), and the time zone of customers whose country has none."""
+
+    consent: rules.ConsentPolicy = rules.FRENCH_DEFAULTS
+    pressure: rules.PressurePolicy = rules.DEFAULT_PRESSURE
+    contract_days: int = 365
+    default_timezone: str = "Europe/Paris"
+
+
+def load_policies(path: Path | None) -> Policies:
+    """The policies of a YAML file (``consent:``, ``pressure:``, ``contract_days:``,
+    ``default_timezone:``; see docs/campaigns.md), the defaults for what it leaves out, or
+    the defaults alone with no file. Raises CampaignError naming the file and the bad key."""
+    if path is None:
+        return Policies()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CampaignError(f"{path}: cannot read the campaign policies ({exc})") from None
+    if not isinstance(data, dict):
+        raise CampaignError(f"{path}: expected a mapping with consent, pressure, ...")
+    unknown = set(data) - {"consent", "pressure", "contract_days", "default_timezone"}
+    if unknown:
+        raise CampaignError(f"{path}: unknown key {sorted(unknown)[0]!r}")
+    try:
+        consent = (
+            rules.ConsentPolicy.from_mapping(data["consent"])
+            if "consent" in data
+            else rules.FRENCH_DEFAULTS
+        )
+        pressure = (
+            rules.PressurePolicy.from_mapping(data["pressure"])
+            if "pressure" in data
+            else rules.DEFAULT_PRESSURE
+        )
+    except ValueError as exc:
+        raise CampaignError(f"{path}: {exc}") from None
+    days = data.get("contract_days", 365)
+    if not isinstance(days, int) or not 0 <= days <= 3660:
+        raise CampaignError(f"{path}: contract_days must be a number of days (0 to 3660)")
+    zone = str(data.get("default_timezone", "Europe/Paris"))
+    try:
+        rules.next_contact_time(utcnow(), days=None, hours=None, tz=zone, latest=None)
+    except (KeyError, ValueError):
+        raise CampaignError(f"{path}: default_timezone {zone!r} is not a time zone") from None
+    return Policies(consent, pressure, days, zone)
+
+
+# --- campaigns -----------------------------------------------------------------------------
+
+
+def get_by_code(session: Session, *, code: str) -> Campaign | None:
+    return session.scalar(select(Campaign).where(Campaign.code == code))
+
+
+def list_campaigns(session: Session) -> list[Campaign]:
+    return list(session.scalars(select(Campaign).order_by(Campaign.created_at.desc())))
+
+
+def create(
+    session: Session,
+    *,
+    code: str,
+    name: str,
+    segment: str,
+    channels: Sequence[str],
+    brand: str | None = None,
+    objective: str | None = None,
+    purpose: str = "marketing",
+    starts_at: datetime | None = None,
+    ends_at: datetime | None = None,
+    priority: int = 50,
+    expected_value: Decimal = Decimal(0),
+    fixed_cost: Decimal = Decimal(0),
+    unit_costs: Mapping[str, Any] | None = None,
+    control_share: float = 0.1,
+    attribution_days: int = 30,
+    default_language: str = "fr",
+    created_by: str | None = None,
+) -> Campaign:
+    """A new draft campaign on a saved segment. Raises CampaignError on a bad value."""
+    if not CODE.fullmatch(code):
+        raise CampaignError("code: lower-case letters, digits, _ or -, up to 60 characters")
+    if get_by_code(session, code=code) is not None:
+        raise CampaignError(f"code: a campaign {code!r} exists already")
+    seg = segment_service.get_by_code(session, code=segment)
+    if seg is None:
+        raise CampaignError(f"segment: no saved segment {segment!r} (tournesol segments list)")
+    order = _channels(channels)
+    brand_id = None
+    if brand is not None:
+        brand_id = session.scalar(select(Brand.id).where(Brand.code == brand))
+        if brand_id is None:
+            raise CampaignError(f"brand: no brand {brand!r}")
+    if not 0 <= control_share <= 0.5:
+        raise CampaignError("control_share: between 0 and 0.5")
+    if not 1 <= attribution_days <= 365:
+        raise CampaignError("attribution_days: between 1 and 365")
+    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+        raise CampaignError("ends_at: after starts_at")
+    now = utcnow()
+    campaign = Campaign(
+        code=code,
+        name=name.strip() or code,
+        brand_id=brand_id,
+        objective=objective,
+        segment_id=seg.id,
+        channels=order,
+        purpose=purpose,
+        status="draft",
+        starts_at=starts_at,
+        ends_at=ends_at,
+        priority=priority,
+        expected_value=expected_value,
+        fixed_cost=fixed_cost,
+        unit_costs=dict(unit_costs or {}),
+        control_share=control_share,
+        control_salt=f"{code}-1",
+        attribution_days=attribution_days,
+        default_language=default_language,
+        created_by=created_by,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def _channels(channels: Sequence[str]) -> list[str]:
+    order: list[str] = []
+    for channel in channels:
+        value = channel.strip().lower()
+        if value not in rules.CONTACT_CHANNELS:
+            known = ", ".join(rules.CONTACT_CHANNELS)
+            raise CampaignError(f"channels: {channel!r} is not one of {known}")
+        if value not in order:
+            order.append(value)
+    if not order:
+        raise CampaignError("channels: at least one, in fallback order")
+    return order
+
+
+def set_message(
+    session: Session,
+    *,
+    campaign: Campaign,
+    channel: str,
+    language: str,
+    body_text: str,
+    subject: str | None = None,
+    body_html: str | None = None,
+) -> CampaignMessage:
+    """Create or replace the campaign's message on a channel in a language."""
+    if channel not in campaign.channels:
+        raise CampaignError(f"channel: the campaign does not use {channel!r}")
+    if channel == "email" and not (subject or "").strip():
+        raise CampaignError("subject: an e-mail needs one")
+    message = session.scalar(
+        select(CampaignMessage).where(
+            CampaignMessage.campaign_id == campaign.id,
+            CampaignMessage.channel == channel,
+            CampaignMessage.language == language,
+        )
+    )
+    if message is None:
+        message = CampaignMessage(campaign_id=campaign.id, channel=channel, language=language)
+        session.add(message)
+    message.subject = subject
+    message.body_text = body_text
+    message.body_html = body_html
+    session.flush()
+    return message
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+@dataclass
+class PlanReport:
+    """What a plan did (or, dry, would do) for one campaign: the volume left after each
+    stage, the exclusions by reason, the messages by channel."""
+
+    code: str
+    dry_run: bool
+    funnel: list[tuple[str, int]] = field(default_factory=list)
+    excluded: Counter[str] = field(default_factory=Counter)
+    channels: Counter[str] = field(default_factory=Counter)
+    control: int = 0
+    planned: int = 0
+
+
+@dataclass(slots=True)
+class _Person:
+    id: int
+    audience: str
+    email: str | None
+    mobile: str | None
+    fixed: str | None
+    address: str | None
+    language: str | None
+    zone: str
+    facts: list[rules.ConsentFact] = field(default_factory=list)
+    preferred: str | None = None
+    windows: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    suppressed: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)
+    blocked: frozenset[str] = frozenset()  # channels its sources keep it out of ("*": all)
+    bought: dict[int | None, datetime] = field(default_factory=dict)  # brand -> last purchase
+    history: list[rules.Contact] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    campaign: Campaign
+    members: set[int]
+    languages: dict[str, list[str]]
+    report: PlanReport
+    reached: list[int] = field(default_factory=lambda: [0] * len(STAGES))
+
+
+@dataclass(slots=True)
+class _Outcome:
+    group: str
+    channel: str | None = None
+    language: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    send_at: datetime | None = None
+    address: str | None = None
+
+
+def plan(
+    session: Session,
+    *,
+    campaigns: Sequence[Campaign],
+    now: datetime,
+    policies: Policies,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[PlanReport]:
+    """Plan these campaigns together (they compete for their customers' attention); returns
+    one report per campaign. Written, unless ``dry_run``: campaign_target rows, interactions,
+    outbox rows, and the campaigns become ``running``. Never commits. Raises CampaignError
+    when a campaign cannot be planned (not a draft or scheduled, no segment, a channel
+    without a message)."""
+    runs = [_prepare(session, c, dry_run=dry_run) for c in campaigns]
+    if len({c.id for c in campaigns}) != len(campaigns):
+        raise CampaignError("a campaign is listed twice")
+    everyone = sorted(set().union(*(r.members for r in runs)))
+    dialect = Dialect.of(session)
+    horizon = max((p.period for p in policies.pressure.caps), default=timedelta(0))
+    if policies.pressure.min_gap is not None:
+        horizon = max(horizon, policies.pressure.min_gap)
+    done = 0
+    for part in chunked(everyone, min(CHUNK, dialect.max_params - 10)):
+        people = _load(session, part, now=now, horizon=horizon, policies=policies)
+        outcomes = _decide(runs, people, now=now, policies=policies)
+        for run in runs:
+            _count(run, outcomes.get(run.campaign.id, {}))
+        if not dry_run:
+            _write(session, runs, people, outcomes, now=now)
+        done += len(part)
+        if progress is not None:
+            progress(done, len(everyone))
+    for run in runs:
+        run.report.funnel = list(zip(STAGES, run.reached, strict=True))
+        if not dry_run:
+            run.campaign.status = "running"
+            run.campaign.planned_at = now
+            run.campaign.updated_at = now
+    session.flush()
+    return [r.report for r in runs]
+
+
+def _prepare(session: Session, campaign: Campaign, *, dry_run: bool) -> _Run:
+    if campaign.status not in ("draft", "scheduled"):
+        raise CampaignError(
+            f"campaign {campaign.code} is {campaign.status}: "
+            "only a draft or scheduled campaign can be planned"
+        )
+    if campaign.segment_id is None:
+        raise CampaignError(f"campaign {campaign.code} has no segment")
+    segment = session.get(Segment, campaign.segment_id)
+    assert segment is not None
+    languages: dict[str, list[str]] = defaultdict(list)
+    for channel, language in session.execute(
+        select(CampaignMessage.channel, CampaignMessage.language).where(
+            CampaignMessage.campaign_id == campaign.id
+        )
+    ):
+        languages[channel].append(language)
+    missing = [c for c in campaign.channels if not languages.get(c)]
+    if missing:
+        raise CampaignError(
+            f"campaign {campaign.code}: no message for {', '.join(missing)} (write one first)"
+        )
+    if not dry_run and session.scalar(
+        select(func.count()).where(CampaignTarget.campaign_id == campaign.id)
+    ):
+        raise CampaignError(f"campaign {campaign.code} was planned already")
+    compiled = segment_service.compile(session, segment.definition)
+    members = set(session.scalars(compiled.query))
+    return _Run(campaign, members, dict(languages), PlanReport(campaign.code, dry_run))
+
+
+def _load(
+    session: Session,
+    ids: Sequence[int],
+    *,
+    now: datetime,
+    horizon: timedelta,
+    policies: Policies,
+) -> dict[int, _Person]:
+    """Everything the rules need about these customers, in a few set-based reads."""
+    dialect = Dialect.of(session)
+    c = Customer
+    people: dict[int, _Person] = {}
+    b2b = set(
+        session.scalars(
+            select(OrganisationContact.customer_id)
+            .where(dialect.one_of(OrganisationContact.customer_id, ids))
+            .distinct()
+        )
+    )
+    rows = session.execute(
+        select(
+            c.id, c.email, c.phone_mobile, c.phone_fixed, c.address_line4, c.address_line5,
+            c.address_line6, c.address_line1, c.address_line2, c.address_line3, c.language,
+            c.country,
+        ).where(dialect.one_of(c.id, ids), c.status == "active")
+    )  # fmt: skip
+    for row in rows:
+        complete = bool((row.address_line4 or row.address_line5) and row.address_line6)
+        address = None
+        if complete:
+            lines = (
+                row.address_line1, row.address_line2, row.address_line3, row.address_line4,
+                row.address_line5, row.address_line6,
+            )  # fmt: skip
+            address = "|".join(line or "" for line in lines)
+        people[row.id] = _Person(
+            id=row.id,
+            audience="b2b" if row.id in b2b else "b2c",
+            email=row.email,
+            mobile=row.phone_mobile,
+            fixed=row.phone_fixed,
+            address=address,
+            language=row.language,
+            zone=COUNTRY_ZONES.get(row.country or "FR", policies.default_timezone),
+        )
+    s = ConsentState
+    for fact in session.execute(
+        select(
+            s.customer_id, s.channel, s.purpose, s.brand_id, s.status, s.collected_at, s.provable
+        ).where(dialect.one_of(s.customer_id, ids))
+    ):
+        person = people.get(fact.customer_id)
+        if person is not None:
+            person.facts.append(
+                rules.ConsentFact(
+                    fact.channel, fact.purpose, fact.brand_id, fact.status, fact.collected_at,
+                    bool(fact.provable),
+                )
+            )  # fmt: skip
+    p = Preference
+    for pref in session.execute(
+        select(p.customer_id, p.channel, p.preferred, p.days, p.hours).where(
+            dialect.one_of(p.customer_id, ids)
+        )
+    ):
+        person = people.get(pref.customer_id)
+        if person is None:
+            continue
+        if pref.preferred and pref.channel != "any":
+            person.preferred = pref.channel
+        if pref.days or pref.hours:
+            person.windows[pref.channel] = (pref.days, pref.hours)
+    t = Transaction
+    for customer_id, brand_id, last in session.execute(
+        select(t.customer_id, t.brand_id, func.max(t.occurred_at))
+        .where(dialect.one_of(t.customer_id, ids), t.kind != "return", t.occurred_at <= now)
+        .group_by(t.customer_id, t.brand_id)
+    ):
+        person = people.get(customer_id) if customer_id is not None else None
+        if person is not None and last is not None:
+            person.bought[brand_id] = last
+    _restrictions(session, people, ids)
+    _suppressions(session, people, now=now)
+    o = Outbox
+    for sent in session.execute(
+        select(o.customer_id, o.send_after, o.channel, o.brand_id, o.purpose).where(
+            dialect.one_of(o.customer_id, ids),
+            o.state.in_(CONTACT_STATES),
+            o.send_after > now - horizon,
+        )
+    ):
+        person = people.get(sent.customer_id)
+        if person is not None:
+            person.history.append(
+                rules.Contact(sent.send_after, sent.channel, sent.brand_id, sent.purpose)
+            )
+    return people
+
+
+def _restrictions(session: Session, people: dict[int, _Person], ids: Sequence[int]) -> None:
+    """A customer known only through sources whose restrictions exclude marketing (or a
+    channel: ``no_email``...) is blocked there; one clean source is enough."""
+    dialect = Dialect.of(session)
+    per: dict[int, list[frozenset[str]]] = defaultdict(list)
+    query = (
+        select(SourceRecord.customer_id, Source.restrictions)
+        .join(Source, Source.id == SourceRecord.source_id)
+        .where(dialect.one_of(SourceRecord.customer_id, ids))
+    )
+    for customer_id, restrictions in session.execute(query):
+        if customer_id is None:
+            continue
+        blocked = set()
+        for item in restrictions or ():
+            if item in NO_MARKETING:
+                blocked.add("*")
+            elif isinstance(item, str) and item.startswith("no_"):
+                blocked.add(item.removeprefix("no_"))
+        per[customer_id].append(frozenset(blocked))
+    for customer_id, sets in per.items():
+        person = people.get(customer_id)
+        if person is not None and sets:
+            person.blocked = frozenset.intersection(*sets)
+
+
+def _addresses(person: _Person) -> dict[str, list[str]]:
+    """The contact points of each channel, in the order they are used."""
+    return {
+        "email": [person.email] if person.email else [],
+        "sms": [person.mobile] if person.mobile else [],
+        "phone": [v for v in (person.mobile, person.fixed) if v],
+        "postal": [person.address] if person.address else [],
+        "push": [],
+    }
+
+
+def _suppressions(session: Session, people: dict[int, _Person], *, now: datetime) -> None:
+    dialect = Dialect.of(session)
+    wanted: dict[tuple[str, str], list[_Person]] = defaultdict(list)
+    for person in people.values():
+        for channel, values in _addresses(person).items():
+            for value in values:
+                wanted[(channel, contact_hash(channel, value))].append(person)
+    hashes = sorted({h for _, h in wanted})
+    sup = Suppression
+    for part in chunked(hashes, dialect.max_params - 10):
+        rows = session.execute(
+            select(sup.channel, sup.value_hash, sup.reason, sup.brand_id).where(
+                dialect.one_of(sup.value_hash, part),
+                (sup.expires_at.is_(None)) | (sup.expires_at > now),
+            )
+        )
+        for channel, value_hash, reason, brand_id in rows:
+            for person in wanted.get((channel, value_hash), ()):
+                person.suppressed.setdefault(channel, []).append((reason, brand_id))
+
+
+def _decide(
+    runs: Sequence[_Run], people: Mapping[int, _Person], *, now: datetime, policies: Policies
+) -> dict[int, dict[int, _Outcome]]:
+    """campaign id -> customer id -> outcome, for the customers of this chunk."""
+    out: dict[int, dict[int, _Outcome]] = {r.campaign.id: {} for r in runs}
+    contract_since = now - timedelta(days=policies.contract_days)
+    for person in people.values():
+        candidates: list[rules.Candidate] = []
+        pending: dict[int, _Outcome] = {}
+        for run in runs:
+            if person.id not in run.members:
+                continue
+            outcome = _eligible(run, person, now=now, policies=policies, since=contract_since)
+            out[run.campaign.id][person.id] = outcome
+            if outcome.group == "target":
+                campaign = run.campaign
+                assert outcome.send_at is not None and outcome.channel is not None
+                contact = rules.Contact(
+                    outcome.send_at, outcome.channel, campaign.brand_id, campaign.purpose
+                )
+                candidates.append(
+                    rules.Candidate(
+                        campaign.id, campaign.priority, float(campaign.expected_value), contact
+                    )
+                )
+                pending[campaign.id] = outcome
+        if not candidates:
+            continue
+        _accepted, refused = rules.arbitrate(policies.pressure, person.history, candidates)
+        for candidate, reason, detail in refused:
+            outcome = pending[candidate.campaign_id]
+            outcome.group, outcome.reason, outcome.detail = "excluded", str(reason), detail
+    return out
+
+
+def _eligible(
+    run: _Run, person: _Person, *, now: datetime, policies: Policies, since: datetime
+) -> _Outcome:
+    """The outcome of one campaign for one customer, pressure aside."""
+    campaign = run.campaign
+    brand = campaign.brand_id
+    bought = person.bought.values() if brand is None else [person.bought.get(brand)]
+    last = max((b for b in bought if b is not None), default=None)
+    addresses = _addresses(person)
+    allowed: dict[str, rules.Decision] = {}
+    for channel in campaign.channels:
+        if not addresses[channel]:  # nothing to send to: whatever the consent says
+            allowed[channel] = rules.Decision(False, rules.Reason.NO_CONTACT_POINT, "")
+            continue
+        decision = rules.decide_consent(
+            policies.consent,
+            channel=channel,
+            purpose=campaign.purpose,
+            brand_id=brand,
+            audience=person.audience,
+            facts=person.facts,
+            bought_from_brand=last is not None,
+            has_contract=last is not None and last >= since,
+            now=now,
+        )
+        if decision.allowed:
+            decision = _reachable(channel, decision, person, brand)
+        allowed[channel] = decision
+    chosen, reason = rules.choose_channel(campaign.channels, allowed, preferred=person.preferred)
+    if chosen is None:
+        return _Outcome("excluded", reason=str(reason))
+    channel = chosen
+    language = rules.pick_language(
+        run.languages[channel], customer=person.language, default=campaign.default_language
+    )
+    if language is None:
+        return _Outcome("excluded", channel=channel, reason=str(rules.Reason.LANGUAGE_UNAVAILABLE))
+    days, hours = person.windows.get(channel) or person.windows.get("any") or (None, None)
+    if channel == "phone" and days is None and hours is None:
+        days, hours = rules.PHONE_PROSPECTING_DAYS, rules.PHONE_PROSPECTING_HOURS
+    earliest = max(now, campaign.starts_at) if campaign.starts_at is not None else now
+    send_at = rules.next_contact_time(
+        earliest, days=days, hours=hours, tz=person.zone, latest=campaign.ends_at
+    )
+    if send_at is None:
+        return _Outcome(
+            "excluded",
+            channel=channel,
+            language=language,
+            reason=str(rules.Reason.OUTSIDE_CONTACT_WINDOW),
+        )
+    address = addresses[channel][0]
+    if rules.in_control(person.id, campaign.control_salt, campaign.control_share):
+        return _Outcome(
+            "control", channel, language, str(rules.Reason.CONTROL_GROUP), None, send_at
+        )
+    return _Outcome("target", channel, language, None, None, send_at, address)
+
+
+def _reachable(
+    channel: str,
+    decision: rules.Decision,
+    person: _Person,
+    brand: int | None,
+) -> rules.Decision:
+    """The consent decision, refused when the channel cannot or must not reach the person."""
+    if "*" in person.blocked or channel in person.blocked:
+        return rules.Decision(False, rules.Reason.RESTRICTED_SOURCE, decision.basis)
+    found: list[rules.Reason] = []
+    for reason, sup_brand in person.suppressed.get(channel, ()):
+        if reason == "unsubscribe" and sup_brand is not None and sup_brand != brand:
+            continue  # an unsubscribe from another brand
+        if reason == "opposition" and decision.basis != "opt_out_regime":
+            continue  # an opposition list does not apply to consent or a contract
+        found.append(SUPPRESSION_REASONS.get(reason, rules.Reason.SUPPRESSED_UNSUBSCRIBE))
+    if found:
+        best = rules.most_telling(found)
+        return rules.Decision(False, best, decision.basis)
+    return decision
+
+
+# The stage (index in STAGES) a reason drops a customer at; the others: the channel stage.
+_DROPPED_AT: Final[Mapping[str, int]] = {
+    rules.Reason.LANGUAGE_UNAVAILABLE: 2,
+    rules.Reason.OUTSIDE_CONTACT_WINDOW: 3,
+    rules.Reason.PRESSURE_CAP: 5,
+    rules.Reason.PRESSURE_GAP: 5,
+    rules.Reason.LOST_ARBITRATION: 5,
+}
+
+
+def _count(run: _Run, outcomes: Mapping[int, _Outcome]) -> None:
+    """Add a chunk's outcomes to the run's report and funnel."""
+    report = run.report
+    for outcome in outcomes.values():
+        run.reached[0] += 1
+        if outcome.group == "excluded":
+            report.excluded[outcome.reason or "unknown"] += 1
+            for stage in range(1, _DROPPED_AT.get(outcome.reason or "", 1)):
+                run.reached[stage] += 1
+            continue
+        if outcome.group == "control":
+            report.control += 1
+            for stage in range(1, 4):
+                run.reached[stage] += 1
+            continue
+        for stage in range(1, 6):
+            run.reached[stage] += 1
+        report.planned += 1
+        report.channels[outcome.channel or "?"] += 1
+
+
+def _write(
+    session: Session,
+    runs: Sequence[_Run],
+    people: Mapping[int, _Person],
+    outcomes: Mapping[int, Mapping[int, _Outcome]],
+    *,
+    now: datetime,
+) -> None:
+    dialect = Dialect.of(session)
+    conn = session.connection()
+    targets: list[tuple[Any, ...]] = []
+    outbox: list[tuple[Any, ...]] = []
+    history: list[tuple[Any, ...]] = []
+    for run in runs:
+        campaign = run.campaign
+        for customer_id, o in outcomes.get(campaign.id, {}).items():
+            targets.append(
+                (campaign.id, customer_id, o.group, o.channel, o.language, o.reason, o.detail,
+                 o.send_at, now)
+            )  # fmt: skip
+            channel = o.channel or campaign.channels[0]
+            payload: dict[str, Any] = {"group": o.group}
+            if o.send_at is not None:
+                payload["send_at"] = o.send_at.isoformat()
+            if o.detail is not None:
+                payload["detail"] = o.detail
+            kind = {"target": "campaign_planned", "control": "campaign_control"}.get(
+                o.group, "campaign_excluded"
+            )
+            history.append(
+                (customer_id, now, channel, INTERNAL, kind, campaign.name[:300], o.reason,
+                 campaign.code, campaign.brand_id, payload, now)
+            )  # fmt: skip
+            if o.group == "target":
+                outbox.append(
+                    (f"campaign:{campaign.id}:{customer_id}", campaign.id, customer_id,
+                     campaign.brand_id, channel, campaign.purpose, o.language, o.address,
+                     "planned", o.send_at, 0, now, now)
+                )  # fmt: skip
+    dialect.copy_rows(conn, _table(CampaignTarget), TARGET_COLUMNS, targets)
+    dialect.copy_rows(conn, _table(Outbox), OUTBOX_COLUMNS, outbox)
+    dialect.copy_rows(conn, _table(Interaction), HISTORY_COLUMNS, history)
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+TARGET_COLUMNS: Final = (
+    "campaign_id", "customer_id", "group", "channel", "language", "reason", "detail", "send_at",
+    "planned_at",
+)  # fmt: skip
+OUTBOX_COLUMNS: Final = (
+    "key", "campaign_id", "customer_id", "brand_id", "channel", "purpose", "language",
+    "address", "state", "send_after", "attempts", "planned_at", "updated_at",
+)  # fmt: skip
+HISTORY_COLUMNS: Final = (
+    "customer_id", "occurred_at", "channel", "direction", "type", "subject", "outcome",
+    "campaign_code", "brand_id", "payload", "created_at",
+)  # fmt: skip
+
+
+def funnel_of(session: Session, *, campaign: Campaign) -> Counter[tuple[str, str | None]]:
+    """(group, reason) -> customers, as planned."""
+    t = CampaignTarget
+    rows = session.execute(
+        select(t.group, t.reason, func.count())
+        .where(t.campaign_id == campaign.id)
+        .group_by(t.group, t.reason)
+    )
+    return Counter({(g, r): int(n) for g, r, n in rows})
+
+
+def iter_targets(session: Session, *, campaign: Campaign) -> Iterable[CampaignTarget]:
+    return session.scalars(
+        select(CampaignTarget)
+        .where(CampaignTarget.campaign_id == campaign.id)
+        .order_by(CampaignTarget.customer_id)
+    )
