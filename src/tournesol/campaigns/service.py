@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from sqlalchemy import Table, func, select
@@ -129,8 +130,8 @@ def load_policies(path: Path | None) -> Policies:
         raise CampaignError(f"{path}: contract_days must be a number of days (0 to 3660)")
     zone = str(data.get("default_timezone", "Europe/Paris"))
     try:
-        rules.next_contact_time(utcnow(), days=None, hours=None, tz=zone, latest=None)
-    except (KeyError, ValueError):
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
         raise CampaignError(f"{path}: default_timezone {zone!r} is not a time zone") from None
     return Policies(consent, pressure, days, zone)
 
@@ -332,9 +333,9 @@ def plan(
     outbox rows, and the campaigns become ``running``. Never commits. Raises CampaignError
     when a campaign cannot be planned (not a draft or scheduled, no segment, a channel
     without a message)."""
-    runs = [_prepare(session, c, dry_run=dry_run) for c in campaigns]
     if len({c.id for c in campaigns}) != len(campaigns):
         raise CampaignError("a campaign is listed twice")
+    runs = [_prepare(session, c, dry_run=dry_run) for c in campaigns]
     everyone = sorted(set().union(*(r.members for r in runs)))
     dialect = Dialect.of(session)
     horizon = max((p.period for p in policies.pressure.caps), default=timedelta(0))
@@ -756,22 +757,3 @@ HISTORY_COLUMNS: Final = (
     "customer_id", "occurred_at", "channel", "direction", "type", "subject", "outcome",
     "campaign_code", "brand_id", "payload", "created_at",
 )  # fmt: skip
-
-
-def funnel_of(session: Session, *, campaign: Campaign) -> Counter[tuple[str, str | None]]:
-    """(group, reason) -> customers, as planned."""
-    t = CampaignTarget
-    rows = session.execute(
-        select(t.group, t.reason, func.count())
-        .where(t.campaign_id == campaign.id)
-        .group_by(t.group, t.reason)
-    )
-    return Counter({(g, r): int(n) for g, r, n in rows})
-
-
-def iter_targets(session: Session, *, campaign: Campaign) -> Iterable[CampaignTarget]:
-    return session.scalars(
-        select(CampaignTarget)
-        .where(CampaignTarget.campaign_id == campaign.id)
-        .order_by(CampaignTarget.customer_id)
-    )
