@@ -50,6 +50,72 @@ class Settings(BaseSettings):
         default=8, ge=1, le=24 * 30, description="How long a web sign-in lasts without activity."
     )
 
+    # --- campaigns (docs/campaigns.md) ---------------------------------------------------
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The web app's address as customers reach it: the base of the open pixel, "
+        "click, unsubscribe and preference-center links placed in messages.",
+    )
+    link_secret: str | None = Field(
+        default=None,
+        min_length=32,
+        description="Signs the links placed in messages (32+ characters; several, comma-"
+        "separated, to rotate keys: the last signs). Unset: a secret is created once in "
+        "secrets_dir/link-secret, shared by the dispatcher and the server run from there.",
+    )
+    secrets_dir: Path = Field(
+        default=Path(".tournesol"), description="Where generated secrets are kept (mode 600)."
+    )
+    campaign_policies: Path | None = Field(
+        default=None,
+        description="YAML file of consent regimes, pressure caps, contract days and time zone "
+        "(docs/campaigns.md); unset: the French defaults.",
+    )
+    campaign_output_dir: Path = Field(
+        default=Path("campaign-output"),
+        description="Where postal print runs and call-center lists are written.",
+    )
+    smtp_host: str = Field(default="localhost", description="SMTP relay host.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP relay port.")
+    smtp_security: str = Field(
+        default="none", pattern="^(none|starttls|tls)$", description="none, starttls or tls."
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login (with password).")
+    smtp_password: str | None = Field(default=None, description="SMTP password.")
+    smtp_rate_per_second: float | None = Field(
+        default=None, gt=0, description="At most this many emails a second (unset: no cap)."
+    )
+    smtp_messages_per_connection: int = Field(
+        default=100, ge=1, description="Emails sent through one SMTP connection."
+    )
+    mail_from: str | None = Field(
+        default=None, description="The From address of campaign emails (required to send)."
+    )
+    mail_from_name: str | None = Field(default=None, description="The From display name.")
+    mail_reply_to: str | None = Field(default=None, description="Reply-To of campaign emails.")
+    mail_unsubscribe_mailto: str | None = Field(
+        default=None,
+        description="A mailbox that unsubscribes its senders, added to List-Unsubscribe.",
+    )
+    sms_base_url: str = Field(
+        default="https://api.twilio.com",
+        description="The SMS provider's API (Twilio's shape: Accounts/{sid}/Messages.json).",
+    )
+    sms_account_sid: str | None = Field(default=None, description="SMS provider account id.")
+    sms_auth_token: str | None = Field(default=None, description="SMS provider auth token.")
+    sms_sender: str | None = Field(
+        default=None,
+        description="E.164 number, alphanumeric id (11 characters) or Messaging Service SID.",
+    )
+    sms_rate_per_second: float | None = Field(
+        default=None, gt=0, description="At most this many SMS a second (unset: no cap)."
+    )
+    postal_sender: str | None = Field(
+        default=None,
+        description="The sender block of letters, lines separated by '|' "
+        "(e.g. 'Tournesol SA|1 rue de la Paix|75002 PARIS').",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, value: str) -> str:

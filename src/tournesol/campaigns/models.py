@@ -23,7 +23,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from tournesol.db import Base, BigId, Json, UtcDateTime, utcnow
 
 CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "done", "cancelled")
-OUTBOX_STATES = ("planned", "sending", "sent", "delivered", "bounced", "failed", "cancelled")
+# in_doubt: a dispatcher stopped between handing the message to the provider and recording
+# the answer; it is not sent again automatically (that could send it twice): see dispatch.
+OUTBOX_STATES = (
+    "planned", "sending", "sent", "delivered", "bounced", "failed", "in_doubt", "cancelled"
+)  # fmt: skip
 
 
 class Campaign(Base):
@@ -129,10 +133,37 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # the first open, click, unsubscribe and bounce of the message (the timeline has each one)
+    opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    clicked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    bounced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
+        Index("ix_outbox_provider", "provider_id"),
         Index("ix_outbox_due", "state", "channel", "send_after"),
         # the marketing pressure a customer is under: their contacts by time
         Index("ix_outbox_customer_time", "customer_id", "send_after"),
         Index("ix_outbox_campaign_state", "campaign_id", "state"),
     )
+
+
+class CampaignAttribution(Base):
+    """A purchase attributed to a campaign: made by a contacted customer within the campaign's
+    attribution window after the message went out, clicked or not. A purchase is attributed
+    to one campaign at most (the latest contact before it whose window covers it)."""
+
+    __tablename__ = "campaign_attribution"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id"))
+    customer_id: Mapped[int] = mapped_column(BigInteger)
+    outbox_id: Mapped[int] = mapped_column(BigInteger)
+    transaction_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    purchased_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    contacted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    clicked: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_campaign_attribution_campaign", "campaign_id"),)

@@ -104,6 +104,11 @@ def _register_routers(app: FastAPI) -> None:
 
     app.include_router(segment_views.router)
     app.include_router(segments_api)
+    from tournesol.campaigns import public_views as campaign_public_views
+    from tournesol.campaigns import views as campaign_views
+
+    app.include_router(campaign_views.router)
+    app.include_router(campaign_public_views.router)
 
 
 def _handle_errors(app: FastAPI) -> None:
