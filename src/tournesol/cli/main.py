@@ -9,6 +9,7 @@ import typer
 
 from tournesol import __version__
 from tournesol.cli import (
+    campaigns,
     db,
     events,
     export,
@@ -39,6 +40,7 @@ app.add_typer(segments.app, name="segments")
 app.add_typer(scoring.features_app, name="features")
 app.add_typer(scoring.rfm_app, name="rfm")
 app.add_typer(scoring.scores_app, name="scores")
+app.add_typer(campaigns.app, name="campaigns")
 app.command("serve")(serve.serve)
 
 
