@@ -88,7 +88,11 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
-    __table_args__ = (Index("ix_customer_last_first", "last_name", "first_name"),)
+    __table_args__ = (
+        Index("ix_customer_last_first", "last_name", "first_name"),
+        # an SMS reply (STOP) finds its customers by their mobile
+        Index("ix_customer_phone_mobile", "phone_mobile"),
+    )
 
 
 class Identifier(Base):
