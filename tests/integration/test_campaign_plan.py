@@ -276,3 +276,33 @@ def test_a_campaign_without_a_message_for_a_channel_is_refused(
     )
     with pytest.raises(campaigns.CampaignError, match="no message for sms"):
         campaigns.plan(session, campaigns=[c], now=NOW, policies=campaigns.Policies())
+
+
+def test_the_customers_own_weekly_cap_and_language_are_honoured(
+    session: Session, world: World
+) -> None:
+    """What a customer chose in the preference center: at most N marketing contacts a week
+    (on top of the policy), and the language of their messages."""
+    session.add(Preference(customer_id=world.ids["optin"], channel="any", max_per_week=1))
+    session.add(
+        Outbox(
+            key="old:optin", customer_id=world.ids["optin"], channel="postal", language="fr",
+            state="sent", send_after=NOW - timedelta(days=4), planned_at=NOW - timedelta(days=4),
+        )
+    )  # fmt: skip
+    session.add(Preference(customer_id=world.ids["buyer"], channel="any", language="en"))
+    session.flush()
+    spring = new_campaign(session, "spring", priority=50)
+    campaigns.set_message(
+        session, campaign=spring, channel="email", language="en", subject="Hello",
+        body_text="Our offers",
+    )  # fmt: skip
+    campaigns.plan(session, campaigns=[spring], now=NOW, policies=campaigns.Policies())
+    planned = targets(session, spring)
+    capped = planned[world.ids["optin"]]
+    # the policy alone allows it (one contact 4 days ago: under 3 a week, more than 48 h ago)
+    assert (capped.group, capped.reason) == ("excluded", "pressure_cap")
+    assert capped.detail == "customer_weekly: at most 1 in 7d"
+    english = planned[world.ids["buyer"]]
+    assert (english.group, english.language) == ("target", "en")
+    assert planned[world.ids["weekend"]].language == "fr"

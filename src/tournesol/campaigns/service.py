@@ -26,6 +26,7 @@ processed by chunks of ids, so memory stays flat whatever the audience.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -297,6 +298,7 @@ class _Person:
     blocked: frozenset[str] = frozenset()  # channels its sources keep it out of ("*": all)
     bought: dict[int | None, datetime] = field(default_factory=dict)  # brand -> last purchase
     history: list[rules.Contact] = field(default_factory=list)
+    max_per_week: int | None = None  # the customer's own cap (preference center)
 
 
 @dataclass
@@ -338,7 +340,9 @@ def plan(
     runs = [_prepare(session, c, dry_run=dry_run) for c in campaigns]
     everyone = sorted(set().union(*(r.members for r in runs)))
     dialect = Dialect.of(session)
-    horizon = max((p.period for p in policies.pressure.caps), default=timedelta(0))
+    # the history the caps look at: a week at least (the customers' own weekly caps)
+    horizon = max((p.period for p in policies.pressure.caps), default=timedelta(days=7))
+    horizon = max(horizon, timedelta(days=7))
     if policies.pressure.min_gap is not None:
         horizon = max(horizon, policies.pressure.min_gap)
     done = 0
@@ -454,9 +458,9 @@ def _load(
             )  # fmt: skip
     p = Preference
     for pref in session.execute(
-        select(p.customer_id, p.channel, p.preferred, p.days, p.hours).where(
-            dialect.one_of(p.customer_id, ids)
-        )
+        select(
+            p.customer_id, p.channel, p.preferred, p.days, p.hours, p.language, p.max_per_week
+        ).where(dialect.one_of(p.customer_id, ids))
     ):
         person = people.get(pref.customer_id)
         if person is None:
@@ -465,6 +469,11 @@ def _load(
             person.preferred = pref.channel
         if pref.days or pref.hours:
             person.windows[pref.channel] = (pref.days, pref.hours)
+        if pref.channel == "any":
+            # what the customer chose (preference center, call center) beats the record's
+            if pref.language:
+                person.language = pref.language
+            person.max_per_week = pref.max_per_week
     t = Transaction
     for customer_id, brand_id, last in session.execute(
         select(t.customer_id, t.brand_id, func.max(t.occurred_at))
@@ -556,6 +565,7 @@ def _decide(
     """campaign id -> customer id -> outcome, for the customers of this chunk."""
     out: dict[int, dict[int, _Outcome]] = {r.campaign.id: {} for r in runs}
     contract_since = now - timedelta(days=policies.contract_days)
+    own_caps: dict[int, rules.PressurePolicy] = {}
     for person in people.values():
         candidates: list[rules.Candidate] = []
         pending: dict[int, _Outcome] = {}
@@ -578,11 +588,22 @@ def _decide(
                 pending[campaign.id] = outcome
         if not candidates:
             continue
-        _accepted, refused = rules.arbitrate(policies.pressure, person.history, candidates)
+        pressure = policies.pressure
+        if person.max_per_week is not None:
+            pressure = own_caps.get(person.max_per_week) or own_caps.setdefault(
+                person.max_per_week, _with_own_cap(pressure, person.max_per_week)
+            )
+        _accepted, refused = rules.arbitrate(pressure, person.history, candidates)
         for candidate, reason, detail in refused:
             outcome = pending[candidate.campaign_id]
             outcome.group, outcome.reason, outcome.detail = "excluded", str(reason), detail
     return out
+
+
+def _with_own_cap(policy: rules.PressurePolicy, per_week: int) -> rules.PressurePolicy:
+    """The policy plus the customer's own weekly cap, across channels and brands."""
+    own = rules.CapRule("customer_weekly", per_week, timedelta(days=7))
+    return dataclasses.replace(policy, caps=(*policy.caps, own))
 
 
 def _eligible(
