@@ -118,9 +118,6 @@ HEARTBEAT_SECONDS: Final = 60.0
 STALE_AFTER: Final = timedelta(minutes=15)
 IN_DOUBT_ERROR: Final = "in doubt: the dispatcher stopped during the send; not sent again"
 SMS_PENDING: Final = "sms:pending"
-# What the senders say of a temporary failure after the message went out: it may have been
-# delivered, so it is not retried (never twice) but left in doubt.
-MAYBE_SENT: Final = ("the relay may have kept it", "it may have accepted the message")
 SENT_TYPES: Final[Mapping[str, str]] = {
     "email": "email_sent",
     "sms": "sms_sent",
@@ -576,7 +573,9 @@ class _Run:
             return change, SENT_TYPES[row.channel]
         error = result.error or "failed"
         change |= {"b_sent_at": None, "b_provider_id": None, "b_error": error[:300]}
-        if not result.permanent and any(text in error for text in MAYBE_SENT):
+        # a failure after the message went out (SendResult.maybe_sent): it may have been
+        # delivered, so it is not retried (never twice) but left in doubt
+        if not result.permanent and result.maybe_sent:
             self.report.in_doubt[row.channel] += 1
             change |= {
                 "b_state": "in_doubt",

@@ -40,6 +40,9 @@ class SendResult:
     permanent: bool = False
     provider_id: str | None = None
     error: str | None = None
+    # not accepted as far as we know, but the message may have reached the provider (a
+    # connection lost after the data went out, a timeout): retrying could send it twice
+    maybe_sent: bool = False
 
     @classmethod
     def accepted(cls, key: Key, provider_id: str | None) -> SendResult:
@@ -47,13 +50,18 @@ class SendResult:
         return cls(key=key, ok=True, permanent=False, provider_id=provider_id)
 
     @classmethod
-    def failed(cls, key: Key, error: str, *, permanent: bool) -> SendResult:
-        """A message that was not accepted; ``error`` is redacted and shortened here.
+    def failed(
+        cls, key: Key, error: str, *, permanent: bool, maybe_sent: bool = False
+    ) -> SendResult:
+        """A message that was not accepted (``maybe_sent``: that may have reached the provider
+        all the same); ``error`` is redacted and shortened here.
 
         >>> SendResult.failed(7, "550 <ana@example.fr> unknown", permanent=True).error
         '550 <redacted> unknown'
         """
-        return cls(key=key, ok=False, permanent=permanent, error=redact(error))
+        return cls(
+            key=key, ok=False, permanent=permanent, error=redact(error), maybe_sent=maybe_sent
+        )
 
 
 class SenderError(Exception):

@@ -479,7 +479,10 @@ class SmtpSender:
         except (smtplib.SMTPException, OSError):
             self._drop()
             return SendResult.failed(
-                key, "SMTP connection lost during DATA; the relay may have kept it", permanent=False
+                key,
+                "SMTP connection lost during DATA; the relay may have kept it",
+                permanent=False,
+                maybe_sent=True,
             )
         if code != 250:
             return self._refused(smtp, key, "end of DATA", code, reply, reset=False)

@@ -201,6 +201,7 @@ class SmsSender:
                 key,
                 "the SMS provider timed out; it may have accepted the message",
                 permanent=False,
+                maybe_sent=True,
             )
         except httpx.TransportError:
             return SendResult.failed(
