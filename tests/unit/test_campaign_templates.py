@@ -229,3 +229,20 @@ def test_fields_and_links_are_documented() -> None:
     assert check_message(subject=None, body_text=sample, body_html=None) == sorted(
         [*FIELDS, *LINKS]
     )
+
+
+def test_fields_used_names_what_the_messages_read_and_nothing_else() -> None:
+    from tournesol.campaigns.models import CampaignMessage
+    from tournesol.campaigns.templates import FIELDS, fields_used
+
+    email = CampaignMessage(
+        channel="email", language="fr", subject="{{ first_name | default('') }}",
+        body_text="{{ unsubscribe_url }} {% set x = 1 %}{{ x }}",
+        body_html="<p>{{ total_spent | amount }}</p>",
+    )  # fmt: skip
+    sms = CampaignMessage(channel="sms", language="fr", body_text="{{ rfm_segment }}")
+    assert fields_used([email]) == {"first_name", "total_spent"}
+    assert fields_used([email, sms]) == {"first_name", "total_spent", "rfm_segment"}
+    # a message that does not compile reads everything (its error comes when rendered)
+    broken = CampaignMessage(channel="sms", language="fr", body_text="{{ first_name ")
+    assert fields_used([broken]) == set(FIELDS)

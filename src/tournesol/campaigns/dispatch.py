@@ -62,6 +62,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, cast
 from zoneinfo import ZoneInfo
@@ -90,7 +91,12 @@ from tournesol.campaigns.setup import (
     sms_settings,
     smtp_settings,
 )
-from tournesol.campaigns.templates import MessageRenderer, TemplateError, personal_context
+from tournesol.campaigns.templates import (
+    MessageRenderer,
+    TemplateError,
+    fields_used,
+    personal_context,
+)
 from tournesol.channels import links
 from tournesol.channels.base import SenderError, SendResult
 from tournesol.channels.callcenter import CallRow, write_call_list
@@ -221,6 +227,11 @@ class _Campaign:
     campaign: Campaign
     messages: dict[tuple[str, str], CampaignMessage]
     renderers: dict[tuple[str, str], MessageRenderer | TemplateError] = field(default_factory=dict)
+
+    @cached_property
+    def fields(self) -> frozenset[str]:
+        """The personalization fields the campaign's messages read."""
+        return fields_used(self.messages.values())
 
     def renderer(self, channel: str, language: str) -> MessageRenderer:
         """The message for a channel in a language (else the default language, else any)."""
@@ -397,8 +408,10 @@ class _Run:
                 info = self._campaign(session, cid)
                 if info is None:
                     continue
+                # only the fields its messages read (a call list shows the purchases)
+                wanted = None if any(r.channel == "phone" for r in group) else info.fields
                 fields = personal_context(
-                    session, [r.customer_id for r in group], campaign=info.campaign
+                    session, [r.customer_id for r in group], campaign=info.campaign, fields=wanted
                 )
                 for row in group:
                     row.context = fields.get(row.customer_id, {})
