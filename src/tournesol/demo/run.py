@@ -149,6 +149,9 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> int | None:
     from tournesol.demo.understand import understand
 
     understand(factory, console)
+    from tournesol.demo.act import act
+
+    act(factory, console)
 
     console.print(
         f"\n[bold green]Done in {time.perf_counter() - started:.0f} s.[/] "
@@ -171,6 +174,8 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> int | None:
         ("tournesol export customers --out c.csv", "the golden records"),
         ("tournesol segments list", "the demo's saved segments, their sizes and moves"),
         ("tournesol segments profile champions_sms", "who they are, against the whole base"),
+        ("tournesol campaigns show jardin-printemps", "a planned campaign and its funnel"),
+        ("tournesol campaigns run", "send them (set TOURNESOL_SMTP_*: docs/campaigns.md)"),
         ("tournesol scores train", "the predictive models again, with calibration"),
         ("tournesol demo", "again: every file is recognised, nothing changes"),
     ]
