@@ -1,7 +1,13 @@
 """Every table, imported once so that ``Base.metadata`` is complete (Alembic, tests)."""
 
 from tournesol.auth.models import ApiKey, AuditLog, User
-from tournesol.campaigns.models import Campaign, CampaignMessage, CampaignTarget, Outbox
+from tournesol.campaigns.models import (
+    Campaign,
+    CampaignAttribution,
+    CampaignMessage,
+    CampaignTarget,
+    Outbox,
+)
 from tournesol.collect.models import CollectedEvent, VisitorLink
 from tournesol.consent.models import Consent, ConsentState, Preference, Suppression
 from tournesol.customers.models import (
@@ -33,6 +39,7 @@ __all__ = [
     "Base",
     "Brand",
     "Campaign",
+    "CampaignAttribution",
     "CampaignMessage",
     "CampaignTarget",
     "CollectedEvent",

@@ -111,6 +111,11 @@ def connect(url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     monkeypatch.delenv("TOURNESOL_MAIL_FROM", raising=False)
     monkeypatch.delenv("TOURNESOL_CAMPAIGN_POLICIES", raising=False)
     monkeypatch.setenv("COLUMNS", "160")
+    # the commands' console may exist already (another test made it) with another width
+    from tournesol.cli.common import console, err_console
+
+    monkeypatch.setattr(console, "width", 160)
+    monkeypatch.setattr(err_console, "width", 160)
     get_settings.cache_clear()
     engine = make_engine(url)
     factory = make_session_factory(engine)

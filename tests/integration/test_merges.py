@@ -22,8 +22,9 @@ import pytest
 from sqlalchemy import JSON, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+import tournesol.models  # noqa: F401 (every table in Base.metadata)
 from tests.integration.test_import import HEADER, LOYALTY, TICKETS, write_cp1252
-from tournesol.campaigns.models import Campaign, CampaignTarget, Outbox
+from tournesol.campaigns.models import Campaign, CampaignAttribution, CampaignTarget, Outbox
 from tournesol.collect.models import CollectedEvent, VisitorLink
 from tournesol.consent.models import Consent, Preference
 from tournesol.customers.models import Customer, Identifier, Organisation, OrganisationContact
@@ -58,6 +59,7 @@ BUSINESS_TABLES = (
     "customer_score",
     "campaign_target",
     "outbox",
+    "campaign_attribution",
 )
 LOG_TABLES = ("merge_event", "merge_move", "identity_run", "match_review")
 # the models of merges.MOVABLE: rows that belong to a customer
@@ -72,6 +74,7 @@ OWNED = (
     CollectedEvent,
     CampaignTarget,
     Outbox,
+    CampaignAttribution,
     VisitorLink,
 )
 
@@ -245,11 +248,18 @@ def base(tmp_path: Path, factory: sessionmaker[Session]) -> Base3:
                 language="fr", send_at=when, planned_at=when,
             )
         )  # fmt: skip
+        message = Outbox(
+            key=f"spring:{b}:email", campaign_id=campaign.id, customer_id=b, channel="email",
+            language="fr", address="b@exemple.fr", send_after=when, planned_at=when,
+        )  # fmt: skip
+        session.add(message)
+        session.flush()
+        # and b's order counts for it (attributed)
         session.add(
-            Outbox(
-                key=f"spring:{b}:email", campaign_id=campaign.id, customer_id=b,
-                channel="email", language="fr", address="b@exemple.fr", send_after=when,
-                planned_at=when,
+            CampaignAttribution(
+                campaign_id=campaign.id, customer_id=b, outbox_id=message.id,
+                transaction_id=order.id, amount=order.total_amount, purchased_at=when,
+                contacted_at=when, clicked=False,
             )
         )  # fmt: skip
         session.add(

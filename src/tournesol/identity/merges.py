@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, aliased
 
-from tournesol.campaigns.models import CampaignTarget, Outbox
+from tournesol.campaigns.models import CampaignAttribution, CampaignTarget, Outbox
 from tournesol.collect.models import CollectedEvent, VisitorLink
 from tournesol.consent import service as consent_service
 from tournesol.consent.models import Consent, Preference
@@ -70,6 +70,8 @@ MOVABLE: dict[str, tuple[Table, tuple[str, ...]]] = {
     # what campaigns planned and sent them: the survivor is under both persons' pressure
     "campaign_target": (cast(Table, CampaignTarget.__table__), ("campaign_id",)),
     "outbox": (cast(Table, Outbox.__table__), ()),
+    # the purchases attributed to campaigns follow the purchases (transaction moves too)
+    "campaign_attribution": (cast(Table, CampaignAttribution.__table__), ()),
 }
 # Tables with a customer_id that a merge leaves alone: the audit log is history (who read
 # whom, as it was), the name keys are derived from the golden record and rewritten with it;

@@ -27,6 +27,10 @@ from tournesol.segments import service as segment_service
 
 PUBLIC = {"/login", "/lang/{code}", "/api/v1/openapi.json", "/api/v1/docs", "/docs/oauth2-redirect"}
 EVENT_COLLECTION = "/v1/"  # authenticated by a write key, not by a role: checked below
+# Reached from messages: authenticated by the signed token in the path (or the SMS provider's
+# signature), never by a role. A forged token gets an error page, or the pixel, and nothing
+# else (tests/integration/web/test_public_pages.py has the real tokens).
+FROM_MESSAGES = ("/t/", "/u/", "/p/")
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +85,7 @@ class World:
             "channel": "email",
             "code": "en",
             "path": "batch",
+            "token": "WzEsImVtYWlsIixudWxsLG51bGxd.forged-signature",
         }
 
     def url(self, route: APIRoute) -> str:
@@ -156,6 +161,12 @@ def test_strangers_get_nothing_but_the_sign_in_form(
             assert not leaks(world, body), (method, url)
             if route.path.startswith(EVENT_COLLECTION):
                 assert status in (400, 401), (method, url, status)  # no write key
+            elif route.path.startswith(FROM_MESSAGES):
+                pixel = route.path.endswith(".gif")
+                assert status == (200 if pixel else status) and status in (200, 400, 403), (
+                    method, url, status,
+                )  # fmt: skip
+                assert pixel or status != 200, (method, url, status)
             elif route.path == "/logout":
                 assert status == 303
             elif url.startswith("/api/"):
