@@ -26,7 +26,8 @@ _CSRF_HEADER = re.compile(r'"X-CSRF-Token": "([^"]+)"')
 
 
 def make_app(factory: sessionmaker[Session]) -> FastAPI:
-    return create_app(Settings(database_url="sqlite://", secret_key="s" * 40), factory=factory)
+    settings = Settings(database_url="sqlite://", secret_key="s" * 40, link_secret="l" * 40)
+    return create_app(settings, factory=factory)
 
 
 def make_user(factory: sessionmaker[Session], role: str, *, language: str = "en") -> str:
