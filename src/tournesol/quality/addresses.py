@@ -374,7 +374,12 @@ def _street(text: str) -> _Street:
     m = _NUMBER.match(upper) if upper[:1].isdigit() or upper[:1] == "N" else None
     if m and m.group(1).lstrip("0"):  # "0" is no number
         attached = m.group(3)
-        if attached is None or attached in SUFFIX_WORDS or len(attached) == 1:
+        if attached is not None and len(attached) == 1 and not m.group(2):
+            # "12B", "1Z I": the letter is read as if it stood apart ("12 B", "1 Z I"), by the
+            # same rule (a suffix when alone or before a street type, else maybe a type), so
+            # that the line written reads the same when normalized again
+            number, rest = m.group(1), upper[m.end(1) :]
+        elif attached is None or attached in SUFFIX_WORDS or len(attached) == 1:
             number, rest = m.group(1), upper[m.end() :]
             suffix = SUFFIX_WORDS.get(attached, attached) if attached else None
         elif _type_at([attached, *_NOT_ALNUM.sub(" ", upper[m.end() :]).split()], 0):

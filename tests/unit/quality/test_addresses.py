@@ -400,3 +400,18 @@ def test_lines_fit_or_are_flagged(street: str, city: str) -> None:
     r = normalize_address(street=street, city=city, postal_code="75011")
     if any(len(line) > MAX_LINE for line in r.lines):
         assert "ADDRESS_LINE_TOO_LONG" in r.flags
+
+
+@pytest.mark.parametrize(
+    ("street", "line"),
+    [
+        ("1Z:I", "1 ZONE INDUSTRIELLE"),  # found by hypothesis: was "1 Z I", then "1 ZONE..."
+        ("12R de la Paix", "12 RUE DE LA PAIX"),
+        ("12B", "12 B"),
+        ("12B rue X", "12 B RUE X"),
+    ],
+)
+def test_a_letter_glued_to_the_number_reads_as_if_it_stood_apart(street: str, line: str) -> None:
+    first = normalize_address(street=street)
+    assert first.lines == (line,)
+    assert normalize_address(**first.as_input()).lines == (line,)
