@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from tournesol.customers.models import Brand, Customer
 from tournesol.db import Dialect, UtcDateTime
 from tournesol.interactions.models import Transaction
-from tournesol.scoring.features import refresh_statistics
+from tournesol.scoring.features import HISTORY_STATISTICS
 from tournesol.scoring.models import CustomerFeature, CustomerRfm, CustomerScore, ScoreModel
 from tournesol.scoring.rules import SEGMENT_CODES, SEGMENT_GRID
 
@@ -202,8 +202,8 @@ def rfm_select(base: FromClause, sizes: dict[str, int], now: datetime) -> Rows:
         s.f.cast(Integer),
         s.m.cast(Integer),
         _segment_case(s.r, fm),
-    ).order_by(s.customer_id)  # rows written in key order: the foreign-key checks (and, on
-    # PostgreSQL, their row locks on customer) then visit each customer page once
+    ).order_by(s.customer_id)  # rows written in key order: each page of the primary key's
+    # index is then visited once (unordered, the complete refresh took 74 s instead of 39 s)
 
 
 def _score(session: Session, bases: Sequence[Rows], now: datetime) -> None:
@@ -228,6 +228,11 @@ def _score(session: Session, bases: Sequence[Rows], now: datetime) -> None:
     finally:
         staging.drop(conn)
 
+
+# What an RFM refresh reads (the planner's statistics brought up to date first).
+RFM_STATISTICS: dict[str, tuple[str, ...]] = {
+    key: HISTORY_STATISTICS[key] for key in ("customer", "transaction", "customer_feature")
+}
 
 RFM_COLUMNS = (
     "customer_id",
@@ -274,8 +279,9 @@ def refresh_rfm(
     >>> [c.scope for c in refresh_rfm(session, now=utcnow())]  # doctest: +SKIP
     ['all', 'SOLEIL', 'TOURNESOL PRO']
     """
-    refresh_statistics(session)
-    Dialect.of(session).for_batch(session.connection())
+    dialect = Dialect.of(session)
+    dialect.refresh_statistics(session.connection(), RFM_STATISTICS)
+    dialect.for_batch(session.connection())
     brands = brand_scopes(session)
     if scope is None:
         session.execute(delete(RFM))
