@@ -210,6 +210,18 @@ def read_campaign_file(file: Path) -> dict[str, Any]:
     return {"values": values, "status": status, "messages": checked}
 
 
+def save_campaign(session: Session, found: dict[str, Any], *, created_by: str) -> Campaign:
+    """Create the campaign and its messages that :func:`read_campaign_file` read, with the
+    file's status. Raises ``service.CampaignError`` on a value the service refuses."""
+    from tournesol.campaigns import service
+
+    campaign = service.create(session, **found["values"], created_by=created_by)
+    campaign.status = found["status"]
+    for message in found["messages"]:
+        service.set_message(session, campaign=campaign, **message)
+    return campaign
+
+
 def _campaign(session: Session, code: str) -> Campaign:
     from tournesol.campaigns import service
 
@@ -264,10 +276,7 @@ def create(
             session.delete(existing)
             session.flush()
         try:
-            campaign = service.create(session, **values, created_by="cli")
-            campaign.status = found["status"]
-            for message in found["messages"]:
-                service.set_message(session, campaign=campaign, **message)
+            campaign = save_campaign(session, found, created_by="cli")
         except service.CampaignError as exc:
             fail(f"{file}: {exc}", hint="fix the file and run the command again")
         missing = [

@@ -25,7 +25,7 @@ def act(factory: sessionmaker[Session], console: Console) -> list[str]:
     together (they compete); print their funnels. Returns the codes planned now (none on a
     second demo run: a campaign is planned once)."""
     from tournesol.campaigns import service
-    from tournesol.cli.campaigns import read_campaign_file
+    from tournesol.cli.campaigns import read_campaign_file, save_campaign
 
     codes: list[str] = []
     with unit_of_work(factory) as session:
@@ -33,10 +33,7 @@ def act(factory: sessionmaker[Session], console: Console) -> list[str]:
             found = read_campaign_file(file)
             values = found["values"]
             if service.get_by_code(session, code=values["code"]) is None:
-                campaign = service.create(session, **values, created_by="demo")
-                campaign.status = found["status"]
-                for message in found["messages"]:
-                    service.set_message(session, campaign=campaign, **message)
+                save_campaign(session, found, created_by="demo")
             codes.append(values["code"])
     with unit_of_work(factory) as session:
         waiting = [
