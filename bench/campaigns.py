@@ -18,6 +18,9 @@ from the outbox to a local SMTP server with the dispatcher's memory sampled duri
    ``bench-flash``, SOLEIL too: the RFM champions and loyal customers, SMS then email, no
    control group, priority 80 (it wins the customers both want when the pressure policy
    allows only one).
+   The base gets the lists a real one has, removed at the end: suppression entries (1 email
+   in 40 unsubscribed, 1 in 150 hard-bounced, 1 in 400 a complaint, 1 mobile in 12 on the
+   telephone opposition list) and the contest source restricted to no SMS.
    The pressure policy is the default one (docs/campaigns.md): 3 marketing contacts a week,
    1 SMS a week, 48 hours between two contacts.
 3. ``campaigns.service.plan`` plans both together in one transaction, timed from the call to
@@ -123,7 +126,7 @@ def prepare_base(args: argparse.Namespace) -> tuple[str, date]:
 
 def remove_bench_campaigns(factory: Any) -> None:
     """Everything earlier runs of this bench wrote."""
-    from sqlalchemy import delete, select
+    from sqlalchemy import delete, select, update
 
     from tournesol.campaigns.models import (
         Campaign,
@@ -132,7 +135,9 @@ def remove_bench_campaigns(factory: Any) -> None:
         CampaignTarget,
         Outbox,
     )
+    from tournesol.consent.models import Suppression
     from tournesol.db import unit_of_work
+    from tournesol.ingest.models import Source
     from tournesol.interactions.models import Interaction
     from tournesol.segments.models import Segment
 
@@ -146,6 +151,55 @@ def remove_bench_campaigns(factory: Any) -> None:
             )
             session.execute(delete(Campaign).where(Campaign.id.in_(ids)))
         session.execute(delete(Segment).where(Segment.code.like("bench_campaign_%")))
+        session.execute(delete(Suppression).where(Suppression.source == BENCH_LISTS))
+        session.execute(update(Source).where(Source.name == "contest").values(restrictions=[]))
+
+
+BENCH_LISTS = "bench-campaigns"
+
+
+def add_lists(factory: Any, *, now: datetime) -> dict[str, int]:
+    """What a real base carries and the planner must look up: suppression entries (1 email
+    in 40 unsubscribed, 1 in 150 hard-bounced, 1 in 400 a complaint; 1 mobile in 12 on the
+    telephone opposition list, for SMS too) and a source whose data may not be used for SMS
+    (the contest's). Returns the entries by reason."""
+    from sqlalchemy import select, update
+
+    from tournesol.consent.models import Suppression
+    from tournesol.consent.rules import contact_hash
+    from tournesol.customers.models import Customer
+    from tournesol.db import unit_of_work
+    from tournesol.ingest.models import Source
+
+    counts: dict[str, int] = {}
+    with unit_of_work(factory) as session:
+        session.execute(
+            update(Source).where(Source.name == "contest").values(restrictions=["no_sms"])
+        )
+        rows = session.execute(
+            select(Customer.id, Customer.email, Customer.phone_mobile).order_by(Customer.id)
+        )
+        entries = []
+        for customer_id, email, mobile in rows:
+            found = []
+            if email and customer_id % 40 == 0:
+                found.append(("email", email, "unsubscribe"))
+            elif email and customer_id % 150 == 1:
+                found.append(("email", email, "hard_bounce"))
+            elif email and customer_id % 400 == 2:
+                found.append(("email", email, "complaint"))
+            if mobile and customer_id % 12 == 3:
+                found.append(("sms", mobile, "opposition"))
+            for channel, value, reason in found:
+                counts[reason] = counts.get(reason, 0) + 1
+                entries.append(
+                    Suppression(
+                        channel=channel, value_hash=contact_hash(channel, value), reason=reason,
+                        source=BENCH_LISTS, created_at=now,
+                    )
+                )  # fmt: skip
+        session.add_all(entries)
+    return counts
 
 
 def create_campaigns(factory: Any, *, now: datetime) -> None:
@@ -394,6 +448,7 @@ def main() -> None:
         if not args.reuse_plan:
             remove_bench_campaigns(factory)
             create_campaigns(factory, now=now)
+            figures["lists"] = add_lists(factory, now=now)
             figures["plan"] = time_plan(factory, now=now)
         if args.send:
             figures["send"] = time_send(url, factory, args.send, args.send_campaign)
@@ -411,6 +466,12 @@ def main() -> None:
 def print_figures(figures: dict[str, Any]) -> None:
     plan = figures.get("plan") or {"seconds": None, "campaigns": {}}
     print(f"\nCampaigns bench on PostgreSQL ({figures['database']}), now = {figures['now']}")
+    if figures.get("lists"):
+        print(
+            "lists: suppression entries "
+            + ", ".join(f"{k} {v:,}" for k, v in figures["lists"].items())
+            + "; contest source restricted (no_sms)"
+        )
     if plan["seconds"] is not None:
         print(f"plan of both campaigns, one transaction, commit included: {plan['seconds']} s")
     for code, report in plan["campaigns"].items():

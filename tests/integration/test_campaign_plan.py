@@ -19,6 +19,7 @@ from tournesol.consent import service as consent_service
 from tournesol.consent.models import Preference, Suppression
 from tournesol.consent.rules import contact_hash
 from tournesol.customers.models import Brand, Customer, Organisation, OrganisationContact
+from tournesol.db import Dialect
 from tournesol.ingest.models import ImportBatch, Source, SourceRecord
 from tournesol.interactions.models import INTERNAL, Interaction, Transaction
 from tournesol.segments.models import Segment
@@ -162,7 +163,12 @@ def targets(session: Session, campaign: Campaign) -> dict[int, CampaignTarget]:
     return {t.customer_id: t for t in rows}
 
 
-def test_every_customer_gets_the_rule_that_decides(session: Session, world: World) -> None:
+@pytest.mark.parametrize("chunk", [campaigns.CHUNK, 3])
+def test_every_customer_gets_the_rule_that_decides(
+    session: Session, world: World, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # in chunks of 3 too: reads by id range and by list, the staging table reused
+    monkeypatch.setattr(campaigns, "CHUNK", chunk)
     spring = new_campaign(session, "spring", priority=50)
     [report] = campaigns.plan(session, campaigns=[spring], now=NOW, policies=campaigns.Policies())
     ids = world.ids
@@ -200,6 +206,15 @@ def test_every_customer_gets_the_rule_that_decides(session: Session, world: Worl
     assert len(history) == len(ids)
     assert (ids["withdrawn"], "campaign_excluded", "opted_out") in history
     assert (ids["optin"], "campaign_planned", None) in history
+    payloads = dict(
+        session.execute(
+            select(Interaction.customer_id, Interaction.payload).where(
+                Interaction.campaign_code == "spring"
+            )
+        ).all()
+    )
+    assert payloads[ids["optin"]] == {"group": "target", "send_at": NOW.isoformat()}
+    assert payloads[ids["withdrawn"]] == {"group": "excluded"}
     assert report.planned == 5 and report.control == 0
     assert report.excluded == {
         "suppressed_hard_bounce": 1, "opted_out": 1, "restricted_source": 1,
@@ -306,3 +321,14 @@ def test_the_customers_own_weekly_cap_and_language_are_honoured(
     english = planned[world.ids["buyer"]]
     assert (english.group, english.language) == ("target", "en")
     assert planned[world.ids["weekend"]].language == "fr"
+
+
+def test_chunk_reads_take_the_range_or_the_list(session: Session, world: World) -> None:
+    dialect = Dialect.of(session)
+    ids = sorted(world.ids.values())
+    dense, sparse = ids[2:6], [ids[0], ids[-1]]
+    for wanted in (dense, sparse):
+        got = session.scalars(
+            select(Customer.id).where(campaigns._of_ids(dialect, Customer.id, wanted))
+        )
+        assert sorted(got) == wanted

@@ -27,6 +27,7 @@ processed by chunks of ids, so memory stays flat whatever the audience.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +39,21 @@ from typing import Any, Final, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from sqlalchemy import Table, func, select
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from tournesol.campaigns import rules
@@ -46,7 +61,7 @@ from tournesol.campaigns.models import Campaign, CampaignMessage, CampaignTarget
 from tournesol.consent.models import ConsentState, Preference, Suppression
 from tournesol.consent.rules import contact_hash
 from tournesol.customers.models import Brand, Customer, OrganisationContact
-from tournesol.db import Dialect, chunked, utcnow
+from tournesol.db import BigId, Dialect, UtcDateTime, chunked, utcnow
 from tournesol.ingest.models import Source, SourceRecord
 from tournesol.interactions.models import INTERNAL, Interaction, Transaction
 from tournesol.segments import service as segment_service
@@ -345,14 +360,16 @@ def plan(
     horizon = max(horizon, timedelta(days=7))
     if policies.pressure.min_gap is not None:
         horizon = max(horizon, policies.pressure.min_gap)
+    lookups = _lookups(session, runs, now=now)
+    stage = None if dry_run else _stage(session)
     done = 0
     for part in chunked(everyone, min(CHUNK, dialect.max_params - 10)):
-        people = _load(session, part, now=now, horizon=horizon, policies=policies)
+        people = _load(session, part, now=now, horizon=horizon, policies=policies, lookups=lookups)
         outcomes = _decide(runs, people, now=now, policies=policies)
         for run in runs:
             _count(run, outcomes.get(run.campaign.id, {}))
-        if not dry_run:
-            _write(session, runs, people, outcomes, now=now)
+        if stage is not None:
+            _write(session, runs, outcomes, now=now, stage=stage)
         done += len(part)
         if progress is not None:
             progress(done, len(everyone))
@@ -397,6 +414,65 @@ def _prepare(session: Session, campaign: Campaign, *, dry_run: bool) -> _Run:
     return _Run(campaign, members, dict(languages), PlanReport(campaign.code, dry_run))
 
 
+@dataclass
+class _Lookups:
+    """What a plan reads once for all its chunks: the sources' usage restrictions and, when
+    the list is not too long, the whole current suppression list by contact hash."""
+
+    blocks: dict[int, frozenset[str]]  # source id -> channels it keeps out of ("*": all)
+    suppressions: dict[tuple[str, str], list[tuple[str, int | None]]] | None
+    channels: frozenset[str]  # the channels the plan's campaigns use
+
+
+# Up to this many suppression rows are read once per plan; beyond, per chunk by hash.
+SUPPRESSIONS_IN_MEMORY: Final = 2_000_000
+
+
+def _lookups(session: Session, runs: Sequence[_Run], *, now: datetime) -> _Lookups:
+    conn = session.connection()
+    blocks: dict[int, frozenset[str]] = {}
+    for source_id, restrictions in conn.execute(select(Source.id, Source.restrictions)):
+        blocked = _blocked(restrictions)
+        if blocked:
+            blocks[source_id] = blocked
+    sup = Suppression
+    current = (sup.expires_at.is_(None)) | (sup.expires_at > now)
+    table: dict[tuple[str, str], list[tuple[str, int | None]]] | None = None
+    if (conn.scalar(select(func.count()).select_from(sup).where(current)) or 0) <= (
+        SUPPRESSIONS_IN_MEMORY
+    ):
+        table = defaultdict(list)
+        rows = conn.execute(
+            select(sup.channel, sup.value_hash, sup.reason, sup.brand_id).where(current)
+        )
+        for channel, value_hash, reason, brand_id in rows:
+            table[(channel, value_hash)].append((reason, brand_id))
+        table = dict(table)
+    channels = frozenset(c for run in runs for c in run.campaign.channels)
+    return _Lookups(blocks, table, channels)
+
+
+def _blocked(restrictions: Sequence[Any] | None) -> frozenset[str]:
+    """The channels a source's restrictions keep its data out of ("*": all of them)."""
+    blocked = set()
+    for item in restrictions or ():
+        if item in NO_MARKETING:
+            blocked.add("*")
+        elif isinstance(item, str) and item.startswith("no_"):
+            blocked.add(item.removeprefix("no_"))
+    return frozenset(blocked)
+
+
+def _of_ids(dialect: Dialect, column: Any, ids: Sequence[int]) -> Any:
+    """``column`` among the sorted ``ids``: their range alone when they fill at least half of
+    it (rows of others are dropped while reading; a range scan costs the database far less
+    than one index probe per id), else the range and the list."""
+    low, high = ids[0], ids[-1]
+    if high - low + 1 <= 2 * len(ids):
+        return column.between(low, high)
+    return column.between(low, high) & dialect.one_of(column, ids)
+
+
 def _load(
     session: Session,
     ids: Sequence[int],
@@ -404,132 +480,131 @@ def _load(
     now: datetime,
     horizon: timedelta,
     policies: Policies,
+    lookups: _Lookups,
 ) -> dict[int, _Person]:
-    """Everything the rules need about these customers, in a few set-based reads."""
+    """Everything the rules need about these customers (sorted ids), in a few set-based
+    reads through Core (rows as tuples, no ORM objects)."""
     dialect = Dialect.of(session)
+    conn = session.connection()
+    wanted = set(ids)
     c = Customer
     people: dict[int, _Person] = {}
     b2b = set(
-        session.scalars(
+        conn.scalars(
             select(OrganisationContact.customer_id)
-            .where(dialect.one_of(OrganisationContact.customer_id, ids))
+            .where(_of_ids(dialect, OrganisationContact.customer_id, ids))
             .distinct()
         )
     )
-    rows = session.execute(
+    rows = conn.execute(
         select(
-            c.id, c.email, c.phone_mobile, c.phone_fixed, c.address_line4, c.address_line5,
-            c.address_line6, c.address_line1, c.address_line2, c.address_line3, c.language,
+            c.id, c.email, c.phone_mobile, c.phone_fixed, c.address_line1, c.address_line2,
+            c.address_line3, c.address_line4, c.address_line5, c.address_line6, c.language,
             c.country,
-        ).where(dialect.one_of(c.id, ids), c.status == "active")
+        ).where(_of_ids(dialect, c.id, ids), c.status == "active")
     )  # fmt: skip
-    for row in rows:
-        complete = bool((row.address_line4 or row.address_line5) and row.address_line6)
+    zones = COUNTRY_ZONES
+    default_zone = policies.default_timezone
+    for id_, email, mobile, fixed, l1, l2, l3, l4, l5, l6, language, country in rows:
+        if id_ not in wanted:
+            continue
         address = None
-        if complete:
-            lines = (
-                row.address_line1, row.address_line2, row.address_line3, row.address_line4,
-                row.address_line5, row.address_line6,
-            )  # fmt: skip
-            address = "|".join(line or "" for line in lines)
-        people[row.id] = _Person(
-            id=row.id,
-            audience="b2b" if row.id in b2b else "b2c",
-            email=row.email,
-            mobile=row.phone_mobile,
-            fixed=row.phone_fixed,
-            address=address,
-            language=row.language,
-            zone=COUNTRY_ZONES.get(row.country or "FR", policies.default_timezone),
-        )
+        if (l4 or l5) and l6:
+            address = "|".join(line or "" for line in (l1, l2, l3, l4, l5, l6))
+        people[id_] = _Person(
+            id_, "b2b" if id_ in b2b else "b2c", email, mobile, fixed, address, language,
+            zones.get(country or "FR", default_zone),
+        )  # fmt: skip
     s = ConsentState
-    for fact in session.execute(
+    fact = rules.ConsentFact
+    for customer_id, channel, purpose, brand_id, status, collected_at, provable in conn.execute(
         select(
             s.customer_id, s.channel, s.purpose, s.brand_id, s.status, s.collected_at, s.provable
-        ).where(dialect.one_of(s.customer_id, ids))
+        ).where(_of_ids(dialect, s.customer_id, ids))
     ):
-        person = people.get(fact.customer_id)
+        person = people.get(customer_id)
         if person is not None:
             person.facts.append(
-                rules.ConsentFact(
-                    fact.channel, fact.purpose, fact.brand_id, fact.status, fact.collected_at,
-                    bool(fact.provable),
-                )
-            )  # fmt: skip
+                fact(channel, purpose, brand_id, status, collected_at, bool(provable))
+            )
     p = Preference
-    for pref in session.execute(
+    for customer_id, channel, preferred, days, hours, language, max_per_week in conn.execute(
         select(
             p.customer_id, p.channel, p.preferred, p.days, p.hours, p.language, p.max_per_week
-        ).where(dialect.one_of(p.customer_id, ids))
+        ).where(_of_ids(dialect, p.customer_id, ids))
     ):
-        person = people.get(pref.customer_id)
+        person = people.get(customer_id)
         if person is None:
             continue
-        if pref.preferred and pref.channel != "any":
-            person.preferred = pref.channel
-        if pref.days or pref.hours:
-            person.windows[pref.channel] = (pref.days, pref.hours)
-        if pref.channel == "any":
+        if preferred and channel != "any":
+            person.preferred = channel
+        if days or hours:
+            person.windows[channel] = (days, hours)
+        if channel == "any":
             # what the customer chose (preference center, call center) beats the record's
-            if pref.language:
-                person.language = pref.language
-            person.max_per_week = pref.max_per_week
+            if language:
+                person.language = language
+            person.max_per_week = max_per_week
     t = Transaction
-    for customer_id, brand_id, last in session.execute(
+    for buyer, brand_id, last in conn.execute(
         select(t.customer_id, t.brand_id, func.max(t.occurred_at))
-        .where(dialect.one_of(t.customer_id, ids), t.kind != "return", t.occurred_at <= now)
+        .where(_of_ids(dialect, t.customer_id, ids), t.kind != "return", t.occurred_at <= now)
         .group_by(t.customer_id, t.brand_id)
     ):
-        person = people.get(customer_id) if customer_id is not None else None
+        person = people.get(buyer) if buyer is not None else None
         if person is not None and last is not None:
             person.bought[brand_id] = last
-    _restrictions(session, people, ids)
-    _suppressions(session, people, now=now)
+    if lookups.blocks:
+        _restrictions(session, people, ids, lookups.blocks)
+    _suppressions(session, people, now=now, lookups=lookups)
     o = Outbox
     # The range first: the outbox grows in this very transaction, chunk after chunk, while
     # PostgreSQL's statistics still say it is as small as when the plan began; a plain
     # array test over the new rows then costs rows x ids. Chunks come in id order, so the
     # rows written so far all fall outside this chunk's range and are skipped cheaply.
-    for sent in session.execute(
+    contact = rules.Contact
+    for customer_id, send_after, channel, brand_id, purpose in conn.execute(
         select(o.customer_id, o.send_after, o.channel, o.brand_id, o.purpose).where(
-            o.customer_id.between(min(ids), max(ids)),
-            dialect.one_of(o.customer_id, ids),
+            _of_ids(dialect, o.customer_id, ids),
             o.state.in_(CONTACT_STATES),
             o.send_after > now - horizon,
         )
     ):
-        person = people.get(sent.customer_id)
+        person = people.get(customer_id)
         if person is not None:
-            person.history.append(
-                rules.Contact(sent.send_after, sent.channel, sent.brand_id, sent.purpose)
-            )
+            person.history.append(contact(send_after, channel, brand_id, purpose))
     return people
 
 
-def _restrictions(session: Session, people: dict[int, _Person], ids: Sequence[int]) -> None:
+def _restrictions(
+    session: Session,
+    people: dict[int, _Person],
+    ids: Sequence[int],
+    blocks: Mapping[int, frozenset[str]],
+) -> None:
     """A customer known only through sources whose restrictions exclude marketing (or a
-    channel: ``no_email``...) is blocked there; one clean source is enough."""
+    channel: ``no_email``...) is blocked there; one clean source is enough. Only the
+    customers with a record from a restricted source are looked at further."""
     dialect = Dialect.of(session)
-    per: dict[int, list[frozenset[str]]] = defaultdict(list)
-    query = (
-        select(SourceRecord.customer_id, Source.restrictions)
-        .join(Source, Source.id == SourceRecord.source_id)
-        .where(dialect.one_of(SourceRecord.customer_id, ids))
+    conn = session.connection()
+    sr = SourceRecord
+    touched = sorted(
+        customer_id
+        for customer_id in conn.scalars(
+            select(sr.customer_id)
+            .where(_of_ids(dialect, sr.customer_id, ids), sr.source_id.in_(sorted(blocks)))
+            .distinct()
+        )
+        if customer_id in people
     )
-    for customer_id, restrictions in session.execute(query):
-        if customer_id is None:
-            continue
-        blocked = set()
-        for item in restrictions or ():
-            if item in NO_MARKETING:
-                blocked.add("*")
-            elif isinstance(item, str) and item.startswith("no_"):
-                blocked.add(item.removeprefix("no_"))
-        per[customer_id].append(frozenset(blocked))
+    per: dict[int, list[frozenset[str]]] = defaultdict(list)
+    for part in chunked(touched, dialect.max_params - 10):
+        query = select(sr.customer_id, sr.source_id).where(dialect.one_of(sr.customer_id, part))
+        for owner, source_id in conn.execute(query):
+            if owner is not None:
+                per[owner].append(blocks.get(source_id, frozenset()))
     for customer_id, sets in per.items():
-        person = people.get(customer_id)
-        if person is not None and sets:
-            person.blocked = frozenset.intersection(*sets)
+        people[customer_id].blocked = frozenset.intersection(*sets)
 
 
 def _addresses(person: _Person) -> dict[str, list[str]]:
@@ -543,17 +618,33 @@ def _addresses(person: _Person) -> dict[str, list[str]]:
     }
 
 
-def _suppressions(session: Session, people: dict[int, _Person], *, now: datetime) -> None:
-    dialect = Dialect.of(session)
+def _suppressions(
+    session: Session, people: dict[int, _Person], *, now: datetime, lookups: _Lookups
+) -> None:
+    """The suppression entries of each person's contact points, for the channels the plan
+    uses (an SMS and a call share one list: a number's hash is the same for both)."""
+    table = lookups.suppressions
+    if table is not None and not table:
+        return  # an empty list: nothing to hash
     wanted: dict[tuple[str, str], list[_Person]] = defaultdict(list)
+    channels = lookups.channels
     for person in people.values():
         for channel, values in _addresses(person).items():
+            if channel not in channels:
+                continue
             for value in values:
                 wanted[(channel, contact_hash(channel, value))].append(person)
+    if table is not None:
+        for key, persons in wanted.items():
+            for reason, brand_id in table.get(key, ()):
+                for person in persons:
+                    person.suppressed.setdefault(key[0], []).append((reason, brand_id))
+        return
+    dialect = Dialect.of(session)
     hashes = sorted({h for _, h in wanted})
     sup = Suppression
     for part in chunked(hashes, dialect.max_params - 10):
-        rows = session.execute(
+        rows = session.connection().execute(
             select(sup.channel, sup.value_hash, sup.reason, sup.brand_id).where(
                 dialect.one_of(sup.value_hash, part),
                 (sup.expires_at.is_(None)) | (sup.expires_at > now),
@@ -723,48 +814,120 @@ def _count(run: _Run, outcomes: Mapping[int, _Outcome]) -> None:
         report.channels[outcome.channel or "?"] += 1
 
 
+# Each chunk's outcomes go once through a temporary table, one row per campaign and
+# customer; the target, outbox and timeline rows are derived from it inside the database.
+_STAGE: Final = Table(
+    "campaign_plan_stage",
+    MetaData(),
+    Column("campaign_id", BigId),
+    Column("customer_id", BigId),
+    Column("group", String(10)),
+    Column("channel", String(20)),
+    Column("language", String(10)),
+    Column("reason", String(40)),
+    Column("detail", Text),
+    Column("send_at", UtcDateTime),
+    Column("address", Text),
+    Column("payload", Text),  # JSON text
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="drop",
+)
+STAGE_COLUMNS: Final = tuple(c.name for c in _STAGE.columns)
+_HISTORY_TYPES: Final = {"target": "campaign_planned", "control": "campaign_control"}
+
+
+def _stage(session: Session) -> Table:
+    """The plan's temporary table, created (or emptied) for this plan."""
+    conn = session.connection()
+    _STAGE.create(conn, checkfirst=True)
+    conn.execute(_STAGE.delete())
+    return _STAGE
+
+
 def _write(
     session: Session,
     runs: Sequence[_Run],
-    people: Mapping[int, _Person],
     outcomes: Mapping[int, Mapping[int, _Outcome]],
     *,
     now: datetime,
+    stage: Table,
 ) -> None:
+    """One chunk's outcomes: campaign_target rows, a timeline row each, outbox rows for the
+    targets. Python writes one staging row per outcome; the three inserts read it."""
     dialect = Dialect.of(session)
     conn = session.connection()
-    targets: list[tuple[Any, ...]] = []
-    outbox: list[tuple[Any, ...]] = []
-    history: list[tuple[Any, ...]] = []
+    rows: list[tuple[Any, ...]] = []
+    for run in runs:
+        campaign_id = run.campaign.id
+        last_at: datetime | None = None
+        iso = ""
+        for customer_id, o in outcomes.get(campaign_id, {}).items():
+            # the payload as json.dumps would write it (keys in this order)
+            payload = f'{{"group": "{o.group}"'
+            if o.send_at is not None:
+                if o.send_at is not last_at:
+                    last_at, iso = o.send_at, o.send_at.isoformat()
+                payload += f', "send_at": "{iso}"'
+            if o.detail is not None:
+                payload += f', "detail": {json.dumps(o.detail)}'
+            rows.append(
+                (campaign_id, customer_id, o.group, o.channel, o.language, o.reason, o.detail,
+                 o.send_at, o.address, payload + "}")
+            )  # fmt: skip
+    if not rows:
+        return
+    dialect.copy_rows(conn, stage, STAGE_COLUMNS, rows)
+    st = stage.c
+    postgres = dialect.name == "postgresql"
+
+    def const(value: Any, type_: Any) -> Any:
+        # typed on PostgreSQL (a bare parameter in a SELECT list is text to it); SQLite
+        # stores what it is given, and a CAST there would change it
+        return sql_cast(literal(value, type_), type_) if postgres else literal(value, type_)
+
+    stamp = const(now, UtcDateTime())
+    conn.execute(
+        insert(_table(CampaignTarget)).from_select(
+            TARGET_COLUMNS,
+            select(
+                st.campaign_id, st.customer_id, st.group, st.channel, st.language, st.reason,
+                st.detail, st.send_at, stamp,
+            ),
+        )
+    )  # fmt: skip
+    payload_json: Any = sql_cast(st.payload, postgresql.JSONB()) if postgres else st.payload
     for run in runs:
         campaign = run.campaign
-        for customer_id, o in outcomes.get(campaign.id, {}).items():
-            targets.append(
-                (campaign.id, customer_id, o.group, o.channel, o.language, o.reason, o.detail,
-                 o.send_at, now)
-            )  # fmt: skip
-            channel = o.channel or campaign.channels[0]
-            payload: dict[str, Any] = {"group": o.group}
-            if o.send_at is not None:
-                payload["send_at"] = o.send_at.isoformat()
-            if o.detail is not None:
-                payload["detail"] = o.detail
-            kind = {"target": "campaign_planned", "control": "campaign_control"}.get(
-                o.group, "campaign_excluded"
+        mine = st.campaign_id == campaign.id
+        brand = const(campaign.brand_id, BigId)
+        conn.execute(
+            insert(_table(Outbox)).from_select(
+                OUTBOX_COLUMNS,
+                select(
+                    const(f"campaign:{campaign.id}:", String()) + sql_cast(st.customer_id, String),
+                    st.campaign_id, st.customer_id, brand, st.channel,
+                    const(campaign.purpose, String()), st.language, st.address,
+                    const("planned", String()), st.send_at, const(0, Integer()), stamp, stamp,
+                ).where(mine, st.group == "target"),
             )
-            history.append(
-                (customer_id, now, channel, INTERNAL, kind, campaign.name[:300], o.reason,
-                 campaign.code, campaign.brand_id, payload, now)
-            )  # fmt: skip
-            if o.group == "target":
-                outbox.append(
-                    (f"campaign:{campaign.id}:{customer_id}", campaign.id, customer_id,
-                     campaign.brand_id, channel, campaign.purpose, o.language, o.address,
-                     "planned", o.send_at, 0, now, now)
-                )  # fmt: skip
-    dialect.copy_rows(conn, _table(CampaignTarget), TARGET_COLUMNS, targets)
-    dialect.copy_rows(conn, _table(Outbox), OUTBOX_COLUMNS, outbox)
-    dialect.copy_rows(conn, _table(Interaction), HISTORY_COLUMNS, history)
+        )  # fmt: skip
+        conn.execute(
+            insert(_table(Interaction)).from_select(
+                HISTORY_COLUMNS,
+                select(
+                    st.customer_id, stamp,
+                    func.coalesce(st.channel, const(campaign.channels[0], String())),
+                    const(INTERNAL, String()),
+                    case(
+                        *((st.group == g, const(t, String())) for g, t in _HISTORY_TYPES.items()),
+                        else_=const("campaign_excluded", String()),
+                    ),
+                    const(campaign.name[:300], String()), st.reason,
+                    const(campaign.code, String()), brand, payload_json, stamp,
+                ).where(mine),
+            )
+        )  # fmt: skip
+    conn.execute(stage.delete())
 
 
 def _table(model: Any) -> Table:
