@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tests.conftest import FreshDatabase
 from tournesol.campaigns import rules
 from tournesol.campaigns import service as campaigns
 from tournesol.campaigns.models import Campaign, CampaignTarget, Outbox
@@ -19,7 +20,7 @@ from tournesol.consent import service as consent_service
 from tournesol.consent.models import Preference, Suppression
 from tournesol.consent.rules import contact_hash
 from tournesol.customers.models import Brand, Customer, Organisation, OrganisationContact
-from tournesol.db import Dialect
+from tournesol.db import Dialect, make_engine, make_session_factory
 from tournesol.ingest.models import ImportBatch, Source, SourceRecord
 from tournesol.interactions.models import INTERNAL, Interaction, Transaction
 from tournesol.segments.models import Segment
@@ -53,6 +54,10 @@ def consent(
 
 @pytest.fixture
 def world(session: Session) -> World:
+    return build_world(session)
+
+
+def build_world(session: Session) -> World:
     brand = Brand(code="SOLEIL", name="Soleil")
     session.add(brand)
     session.flush()
@@ -171,6 +176,48 @@ def test_every_customer_gets_the_rule_that_decides(
     monkeypatch.setattr(campaigns, "CHUNK", chunk)
     spring = new_campaign(session, "spring", priority=50)
     [report] = campaigns.plan(session, campaigns=[spring], now=NOW, policies=campaigns.Policies())
+    check_spring(session, world, spring, report)
+    with pytest.raises(campaigns.CampaignError, match="only a draft or scheduled"):
+        campaigns.plan(session, campaigns=[spring], now=NOW, policies=campaigns.Policies())
+
+
+def test_on_postgresql_chunks_are_read_ahead_on_a_second_connection(
+    fresh_databases: FreshDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session on an engine, whose transaction has written nothing yet: the chunks are read
+    by a second connection on the plan's snapshot, the inserts run in a thread; same
+    outcomes."""
+    engine = make_engine(fresh_databases.url("postgresql"))
+    factory = make_session_factory(engine)
+    try:
+        with factory() as s:
+            world = build_world(s)
+            spring_id = new_campaign(s, "spring", priority=50).id
+            s.commit()
+        readers: list[object] = []
+        start = campaigns._Reader.start
+
+        def spy(cls: type, session: Session) -> object:
+            reader = start(session)
+            readers.append(reader)
+            return reader
+
+        monkeypatch.setattr(campaigns._Reader, "start", classmethod(spy))
+        monkeypatch.setattr(campaigns, "CHUNK", 3)
+        with factory() as s:
+            spring = s.get(Campaign, spring_id)
+            assert spring is not None
+            [report] = campaigns.plan(s, campaigns=[spring], now=NOW, policies=campaigns.Policies())
+            s.commit()
+            assert len(readers) == 1 and readers[0] is not None
+            check_spring(s, world, spring, report)
+    finally:
+        engine.dispose()
+
+
+def check_spring(
+    session: Session, world: World, spring: Campaign, report: campaigns.PlanReport
+) -> None:
     ids = world.ids
     got = {who: targets(session, spring)[cid] for who, cid in ids.items()}
     expected = {
@@ -225,8 +272,6 @@ def test_every_customer_gets_the_rule_that_decides(
         ("control", 6), ("pressure", 5),
     ]  # fmt: skip
     assert session.get(Campaign, spring.id).status == "running"
-    with pytest.raises(campaigns.CampaignError, match="only a draft or scheduled"):
-        campaigns.plan(session, campaigns=[spring], now=NOW, policies=campaigns.Policies())
 
 
 def test_a_dry_run_reports_the_same_and_writes_nothing(session: Session, world: World) -> None:

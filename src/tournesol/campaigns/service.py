@@ -28,9 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import queue
 import re
+import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -54,6 +57,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from tournesol.campaigns import rules
@@ -361,18 +365,64 @@ def plan(
     if policies.pressure.min_gap is not None:
         horizon = max(horizon, policies.pressure.min_gap)
     lookups = _lookups(session, runs, now=now)
+    reader = None if dry_run else _Reader.start(session)
     stage = None if dry_run else _stage(session)
+    parts = iter(chunked(everyone, min(CHUNK, dialect.max_params - 10)))
+
+    def load(loader: Session, ids: Sequence[int] | None) -> dict[int, _Person]:
+        if ids is None:
+            return {}
+        return _load(loader, ids, now=now, horizon=horizon, policies=policies, lookups=lookups)
+
+    # On PostgreSQL, a chunk's inserts run in a thread of their own while this one decides
+    # the next chunk: the database writes on one core while Python works on the other. The
+    # connection is never used by two threads at once: without a reader (below), the next
+    # chunk is read before the inserts start, and the thread is waited for before the
+    # connection is used again. With a reader, chunks are read ahead on a second connection
+    # that sees the same snapshot of the database as this transaction.
+    pool = ThreadPoolExecutor(1) if stage is not None and dialect.name == "postgresql" else None
+    pending: Future[None] | None = None
     done = 0
-    for part in chunked(everyone, min(CHUNK, dialect.max_params - 10)):
-        people = _load(session, part, now=now, horizon=horizon, policies=policies, lookups=lookups)
-        outcomes = _decide(runs, people, now=now, policies=policies)
-        for run in runs:
-            _count(run, outcomes.get(run.campaign.id, {}))
-        if stage is not None:
-            _write(session, runs, outcomes, now=now, stage=stage)
-        done += len(part)
-        if progress is not None:
-            progress(done, len(everyone))
+    try:
+        if reader is not None:
+            reader.run(parts, load)
+            part, people = reader.next()
+        else:
+            part = next(parts, None)
+            people = load(session, part)
+        while part is not None:
+            outcomes = _decide(runs, people, now=now, policies=policies)
+            for run in runs:
+                _count(run, outcomes.get(run.campaign.id, {}))
+            if pending is not None:
+                pending.result()
+                pending = None
+            if stage is not None:
+                _stage_rows(session, runs, outcomes, stage=stage)
+            done += len(part)
+            if reader is None:
+                part = next(parts, None)
+                people = load(session, part)
+            if stage is not None:
+                args = (session.connection(), runs, stage, now)
+                if pool is not None:
+                    pending = pool.submit(_insert_staged, *args)
+                else:
+                    _insert_staged(*args)
+            if reader is not None:
+                part, people = reader.next()
+            if progress is not None:
+                progress(done, len(everyone))
+        if pending is not None:
+            pending.result()
+            pending = None
+    finally:
+        if pending is not None:  # an error here: let the thread finish with the connection
+            wait([pending])
+        if pool is not None:
+            pool.shutdown()
+        if reader is not None:
+            reader.close()
     for run in runs:
         run.report.funnel = list(zip(STAGES, run.reached, strict=True))
         if not dry_run:
@@ -381,6 +431,86 @@ def plan(
             run.campaign.updated_at = now
     session.flush()
     return [r.report for r in runs]
+
+
+_SNAPSHOT: Final = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
+
+
+class _Reader:
+    """Reads the plan's chunks ahead, in a thread, on a connection of its own that imports
+    the snapshot of the planning transaction (PostgreSQL's ``pg_export_snapshot``): it sees
+    the database exactly as the plan does. Only when that transaction has written nothing
+    yet (no transaction id), since a second connection cannot see uncommitted rows; and
+    only when the session is bound to an engine it can open a connection from."""
+
+    def __init__(self, connection: Connection, session: Session) -> None:
+        self.connection = connection
+        self.session = session
+        self.queue: queue.Queue[tuple[Sequence[int] | None, dict[int, _Person]] | BaseException] = (
+            queue.Queue(maxsize=2)
+        )
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, session: Session) -> _Reader | None:
+        bind = session.get_bind()
+        if bind.dialect.name != "postgresql" or not isinstance(bind, Engine):
+            return None
+        conn = session.connection()
+        if conn.exec_driver_sql("SELECT pg_current_xact_id_if_assigned()").scalar() is not None:
+            return None  # this transaction wrote already: a second connection would miss it
+        snapshot = str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar())
+        if not _SNAPSHOT.fullmatch(snapshot):
+            return None
+        other = bind.connect().execution_options(isolation_level="REPEATABLE READ")
+        try:
+            other.begin()
+            other.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            other.exec_driver_sql("SET TRANSACTION READ ONLY")
+        except BaseException:
+            other.close()
+            raise
+        return cls(other, Session(bind=other))
+
+    def run(
+        self,
+        parts: Iterator[Sequence[int]],
+        load: Callable[[Session, Sequence[int] | None], dict[int, _Person]],
+    ) -> None:
+        def work() -> None:
+            try:
+                for part in parts:
+                    if not self._put((part, load(self.session, part))):
+                        return
+                self._put((None, {}))
+            except BaseException as exc:  # handed to the planning thread
+                self._put(exc)
+
+        self.thread = threading.Thread(target=work, name="campaign-plan-reader", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: tuple[Sequence[int] | None, dict[int, _Person]] | BaseException) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next(self) -> tuple[Sequence[int] | None, dict[int, _Person]]:
+        item = self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+        self.session.close()
+        self.connection.close()  # rolls the read-only transaction back
 
 
 def _prepare(session: Session, campaign: Campaign, *, dry_run: bool) -> _Run:
@@ -844,18 +974,14 @@ def _stage(session: Session) -> Table:
     return _STAGE
 
 
-def _write(
+def _stage_rows(
     session: Session,
     runs: Sequence[_Run],
     outcomes: Mapping[int, Mapping[int, _Outcome]],
     *,
-    now: datetime,
     stage: Table,
 ) -> None:
-    """One chunk's outcomes: campaign_target rows, a timeline row each, outbox rows for the
-    targets. Python writes one staging row per outcome; the three inserts read it."""
-    dialect = Dialect.of(session)
-    conn = session.connection()
+    """One chunk's outcomes into the staging table, one row per campaign and customer."""
     rows: list[tuple[Any, ...]] = []
     for run in runs:
         campaign_id = run.campaign.id
@@ -874,9 +1000,13 @@ def _write(
                 (campaign_id, customer_id, o.group, o.channel, o.language, o.reason, o.detail,
                  o.send_at, o.address, payload + "}")
             )  # fmt: skip
-    if not rows:
-        return
-    dialect.copy_rows(conn, stage, STAGE_COLUMNS, rows)
+    Dialect.of(session).copy_rows(session.connection(), stage, STAGE_COLUMNS, rows)
+
+
+def _insert_staged(conn: Connection, runs: Sequence[_Run], stage: Table, now: datetime) -> None:
+    """From the staged chunk: campaign_target rows, a timeline row each, outbox rows for the
+    targets; then the staging table is emptied."""
+    dialect = Dialect.of(conn)
     st = stage.c
     postgres = dialect.name == "postgresql"
 
