@@ -335,7 +335,11 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def time_send(url: str, factory: Any, count: int, code: str = NEWSLETTER) -> dict[str, Any]:
+def time_send(
+    url: str, factory: Any, count: int, code: str = NEWSLETTER, *, now: datetime | None = None
+) -> dict[str, Any]:
+    """Send ``count`` emails of campaign ``code``; the dispatcher's clock is the real one, but
+    never before ``now`` (the plan's time: the messages are due from then)."""
     from sqlalchemy import select
 
     from tournesol.campaigns import dispatch
@@ -387,6 +391,7 @@ def time_send(url: str, factory: Any, count: int, code: str = NEWSLETTER) -> dic
                 campaign_ids=[newsletter],
                 limit=count,
                 progress=lambda done: bar.update(task, completed=done),
+                now=lambda: max(datetime.now(UTC), now or datetime.now(UTC)),
             )
         seconds = time.perf_counter() - started
         stop.set()
@@ -451,7 +456,7 @@ def main() -> None:
             figures["lists"] = add_lists(factory, now=now)
             figures["plan"] = time_plan(factory, now=now)
         if args.send:
-            figures["send"] = time_send(url, factory, args.send, args.send_campaign)
+            figures["send"] = time_send(url, factory, args.send, args.send_campaign, now=now)
     finally:
         if not (args.keep_plan or args.reuse_plan):
             remove_bench_campaigns(factory)

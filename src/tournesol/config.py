@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     smtp_messages_per_connection: int = Field(
         default=100, ge=1, description="Emails sent through one SMTP connection."
     )
+    smtp_connections: int = Field(
+        default=2, ge=1, le=32, description="SMTP connections to the relay used side by side."
+    )
     mail_from: str | None = Field(
         default=None, description="The From address of campaign emails (required to send)."
     )

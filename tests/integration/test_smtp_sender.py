@@ -3,12 +3,15 @@ connection reuse and reconnection, refusals, rate limit, STARTTLS, implicit TLS 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
 import socket
 import ssl
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -137,7 +140,7 @@ def test_two_hundred_messages_arrive_once_with_their_headers_and_bodies(
     handler = Recorder()
     _, port = start_server(handler)
     messages = (message(i, build=build) for i in range(200))  # a generator, not a list
-    with SmtpSender(settings(port, messages_per_connection=50)) as sender:
+    with SmtpSender(settings(port, messages_per_connection=50, connections=1)) as sender:
         results = list(sender.send(messages))
         assert sender.connections_opened == 4
 
@@ -187,7 +190,8 @@ def test_any_email_message_can_be_sent(
         first, second = sender.send([("a", plain), ("b", international)])
     assert first.ok and second.ok
     assert first.provider_id is not None and first.provider_id == plain["Message-ID"]
-    got_plain, got_international = handler.received
+    # two connections: either may arrive first
+    got_plain, got_international = sorted(handler.received, key=lambda got: got.rcpt_tos[0])
     assert got_plain.rcpt_tos == ["anais@example.fr", "archive@tournesol.example"]
     assert b"archive@" not in got_plain.content  # Bcc stays out of the message
     assert got_plain.message["Subject"] == "Reçu"
@@ -234,7 +238,7 @@ def test_refused_recipients_are_classified_and_the_others_go_through(
         message(7),
         message(8),
     ]
-    with SmtpSender(settings(port)) as sender:
+    with SmtpSender(settings(port, connections=1)) as sender:
         results = {r.key: r for r in sender.send(batch)}
 
     assert [k for k, r in results.items() if r.ok] == [1, 3, 6, 8]
@@ -266,7 +270,7 @@ def test_a_connection_closed_by_the_server_is_reopened(
 ) -> None:
     first = Recorder()
     controller, port = start_server(first)
-    with SmtpSender(settings(port)) as sender:
+    with SmtpSender(settings(port, connections=1)) as sender:
         assert all(r.ok for r in sender.send(message(i) for i in range(3)))
         controller.stop()  # the server goes away with our connection open
         second = Recorder()
@@ -315,6 +319,117 @@ def test_throughput_to_a_local_server(start_server: Callable[..., tuple[Controll
     print(f"\n{count} messages rendered and sent to aiosmtpd in this process: {rate:.0f}/s")
     assert ok == count == len(handler.received)
     assert rate > 250  # generous: the server shares this process and its interpreter lock
+
+
+# --- several connections ----------------------------------------------------------------------
+
+
+@dataclass
+class SlowRecorder(Recorder):
+    """A relay that takes ``delay`` seconds to accept each message."""
+
+    delay: float = 0.05
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_several_connections_carry_the_messages_once_and_give_results_in_order(
+    start_server: Callable[..., tuple[Controller, int]],
+) -> None:
+    handler = Recorder()
+    _, port = start_server(handler)
+    config = settings(port, connections=4, messages_per_connection=25)
+    with SmtpSender(config) as sender:
+        results = list(sender.send(message(i, build=render_email) for i in range(200)))
+        opened = sender.connections_opened
+    assert [r.key for r in results] == list(range(200)) and all(r.ok for r in results)
+    keys = Counter(int(got.message["X-Tournesol-Outbox"]) for got in handler.received)
+    assert sorted(keys) == list(range(200)) and set(keys.values()) == {1}
+    for result in results:  # each result is its own message's
+        assert result.provider_id is not None
+        assert result.provider_id.startswith(f"<tournesol.{result.key}.")
+    per_connection = Counter(got.peer for got in handler.received)
+    assert len(per_connection) == opened >= 8
+    assert max(per_connection.values()) <= 25
+
+
+def test_several_connections_wait_for_the_relay_side_by_side(
+    start_server: Callable[..., tuple[Controller, int]],
+) -> None:
+    handler = SlowRecorder(delay=0.05)
+    _, port = start_server(handler)
+    count = 40  # one after the other: at least 2 s
+    with SmtpSender(settings(port, connections=4)) as sender:
+        started = time.monotonic()
+        results = list(sender.send(message(i) for i in range(count)))
+        elapsed = time.monotonic() - started
+    assert all(r.ok for r in results) and len(handler.received) == count
+    assert elapsed < count * handler.delay * 0.75, elapsed  # four at a time: about a quarter
+
+
+def test_the_rate_limit_holds_for_all_connections_together(
+    start_server: Callable[..., tuple[Controller, int]],
+) -> None:
+    handler = Recorder()
+    _, port = start_server(handler)
+    started = time.monotonic()
+    with SmtpSender(settings(port, rate_per_second=40, connections=4)) as sender:
+        results = list(sender.send(message(i) for i in range(50)))
+    elapsed = time.monotonic() - started
+    assert all(r.ok for r in results) and len(handler.received) == 50
+    assert elapsed >= 1.1  # as with one connection: (50 - 4) / 40 s
+
+
+def test_an_unreachable_relay_stops_all_connections() -> None:
+    port = free_port()  # nothing listens there
+    sender = SmtpSender(settings(port, connect_attempts=3, timeout=2, connections=2))
+    given: list[SendResult] = []
+    with pytest.raises(SenderError, match="after 3 attempts"):
+        for result in sender.send(message(i) for i in range(10)):
+            given.append(result)
+    # two failed connections gave temporary failures, the third stopped the sending; the
+    # messages without a result were not sent
+    assert len(given) == 2
+    assert all(not r.ok and not r.permanent and not r.maybe_sent for r in given)
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_a_relay_that_wants_credentials_stops_all_connections(
+    start_server: Callable[..., tuple[Controller, int]],
+) -> None:
+    handler = Recorder()
+    _, port = start_server(
+        handler, authenticator=authenticator, auth_required=True, auth_require_tls=False
+    )
+    with (
+        SmtpSender(settings(port, connections=3)) as sender,
+        pytest.raises(SenderError, match="requires authentication"),
+    ):
+        list(sender.send(message(i) for i in range(10)))
+    assert handler.received == []
+
+
+def test_a_caller_that_stops_early_leaves_no_thread_and_no_message_half_sent(
+    start_server: Callable[..., tuple[Controller, int]],
+) -> None:
+    handler = Recorder()
+    _, port = start_server(handler)
+    threads = threading.active_count()
+    with SmtpSender(settings(port, connections=3)) as sender:
+        results = sender.send(message(i) for i in range(50))
+        first = [next(results) for _ in range(5)]
+        results.close()
+        assert threading.active_count() == threads
+        # the messages under way when the caller stopped went through, the others never
+        # left; the sender goes on with the same connections
+        more = list(sender.send(message(i) for i in range(50, 55)))
+    assert [r.key for r in first] == [0, 1, 2, 3, 4] and all(r.ok for r in first + more)
+    keys = Counter(int(got.message["X-Tournesol-Outbox"]) for got in handler.received)
+    assert set(keys.values()) == {1}
+    assert set(range(5)) | set(range(50, 55)) <= set(keys)
+    assert len(keys) <= 5 + 3 + 5  # at most one message per connection beyond those given
 
 
 # --- TLS and authentication ----------------------------------------------------------------

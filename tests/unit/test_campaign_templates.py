@@ -8,6 +8,8 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tournesol.campaigns.models import CampaignMessage
 from tournesol.campaigns.templates import (
@@ -20,6 +22,8 @@ from tournesol.campaigns.templates import (
     format_amount,
     format_date,
 )
+from tournesol.channels import links as links_module
+from tournesol.channels.links import find_links
 
 UNSUBSCRIBE = '<a href="{{ unsubscribe_url }}">Se désabonner</a>'
 
@@ -246,3 +250,113 @@ def test_fields_used_names_what_the_messages_read_and_nothing_else() -> None:
     # a message that does not compile reads everything (its error comes when rendered)
     broken = CampaignMessage(channel="sms", language="fr", body_text="{{ first_name ")
     assert fields_used([broken]) == set(FIELDS)
+
+
+# --- links rewritten while rendering -------------------------------------------------------------
+
+BASE = "https://t.example.fr"
+UNTRACKED = (f"{BASE}/u/", f"{BASE}/p/")
+LINK_FRAGMENTS = [
+    "<p>", "</p>", "Bonjour ", "\n", "-", "--", " ", ">", "<", "&amp;", '"', "=",
+    "{{ first_name }}", "{{ first_name | default('Client') }}", "{{ city | upper }}",
+    "{{ unsubscribe_url }}", "{{ preferences_url }}", "{{ total_spent | amount }}",
+    "{{ first_name ~ '<b>' }}", "{{ first_name | safe }}", "{{ range(2) | list }}",
+    '<a href="https://shop.example/a?x=1&amp;y=2">', "</a>", "<a href='https://shop.example/b'/>",
+    '<a data-notrack href="https://partner.example/">', '<a href="', '">', "<a href=",
+    '<a href="https://shop.example/?ville=', '<a title="', '" href="https://s.example/t">',
+    "<!-- ", " -->", "<script>", "</script>", "{% if first_name %}", "{% else %}",
+    "{% endif %}", "{# note #}", "{% raw %}{{ x }}{% endraw %}",
+]  # fmt: skip
+CONTEXTS = st.fixed_dictionaries(
+    {
+        "first_name": st.sampled_from(["Anne", "", '<Zoé & "Léa">', "--", "a", "https://x.fr/"]),
+        "city": st.sampled_from(["Lyon", "", "a'b", "script"]),
+        "total_spent": st.sampled_from([Decimal("12.5"), None]),
+        "unsubscribe_url": st.sampled_from([f"{BASE}/u/tok", "https://other.example/u?a=1&b=2"]),
+        "preferences_url": st.sampled_from([f"{BASE}/p/tok", "#", "mailto:x@y.fr"]),
+    }
+)
+
+
+def click(index: int, target: str) -> str:
+    return f"{BASE}/t/c/{index}?to={target}"
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from(LINK_FRAGMENTS), max_size=12), st.lists(CONTEXTS, min_size=1))
+def test_links_written_while_rendering_are_those_the_rendered_page_would_give(
+    fragments: list[str], contexts: list[dict[str, object]]
+) -> None:
+    source = "".join(fragments)
+    try:
+        renderer = MessageRenderer(message("x", body_html=source), untracked=UNTRACKED)
+    except TemplateError:
+        return  # does not compile
+    for context in contexts:
+        try:
+            plain = renderer.render(context).html
+        except TemplateError:
+            with pytest.raises(TemplateError):
+                renderer.render(context, click_url=click)
+            continue
+        got = renderer.render(context, click_url=click).html
+        if plain is None:  # no HTML part
+            assert got is None
+        else:
+            assert got == find_links(plain, untracked=UNTRACKED).apply(click)
+
+
+def test_a_plain_html_part_is_not_read_again_for_each_recipient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    html = (
+        '<p>Bonjour {{ first_name | default("") }}</p><a href="https://shop.example/?a=1&amp;b=2">'
+        'Voir</a><a title="{{ city }}" href="https://shop.example/{{ city }}">Magasin</a>'
+        '<a href="{{ unsubscribe_url }}">Se désabonner</a>'
+    )
+    renderer = MessageRenderer(message("x", body_html=html), untracked=UNTRACKED)
+    read: list[str] = []
+    monkeypatch.setattr(links_module, "find_links", lambda page, **_: read.append(page))
+    got = renderer.render(
+        {"first_name": "Zoé", "city": "Lyon&co", "unsubscribe_url": f"{BASE}/u/tok"},
+        click_url=click,
+    ).html
+    assert read == []
+    assert got == (
+        "<p>Bonjour Zoé</p>"
+        f'<a href="{BASE}/t/c/0?to=https://shop.example/?a=1&amp;b=2">Voir</a>'
+        f'<a title="Lyon&amp;co" href="{BASE}/t/c/1?to=https://shop.example/Lyon&amp;co">'
+        f'Magasin</a><a href="{BASE}/u/tok">Se désabonner</a>'
+    )
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '{% if first_name %}<a href="https://a.example/">A</a>{% endif %}',  # a statement
+        '<a href="https://a.example/">A</a>{{ first_name | safe }}',  # may print HTML
+        '<a href="https://a.example/" {{ city }}>A</a>',  # a value where a name goes
+    ],
+)
+def test_other_html_parts_are_read_for_each_recipient(
+    html: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renderer = MessageRenderer(message("x", body_html=html), untracked=UNTRACKED)
+    read: list[str] = []
+    find = links_module.find_links
+
+    def spy(page: str, **kwargs: tuple[str, ...]) -> links_module.LinkMap:
+        read.append(page)
+        return find(page, **kwargs)
+
+    monkeypatch.setattr(links_module, "find_links", spy)
+    context = {"first_name": "<b>Zoé</b>", "city": "data-notrack"}
+    got = renderer.render(context, click_url=click).html
+    assert read == [renderer.render(context).html]
+    assert got == find(read[0], untracked=UNTRACKED).apply(click)
+
+
+def test_a_value_refused_by_the_sandbox_in_a_link_is_refused_as_elsewhere() -> None:
+    renderer = MessageRenderer(message("x", body_html="<a href=\"{{ ''.__class__ }}\">A</a>"))
+    with pytest.raises(TemplateError, match=r"html, line 1: cannot render: .*unsafe"):
+        renderer.render({}, click_url=click)

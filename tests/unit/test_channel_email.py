@@ -281,6 +281,7 @@ def test_settings_defaults() -> None:
     settings = SmtpSettings(from_address="news@tournesol.example")
     assert (settings.host, settings.port, settings.security) == ("localhost", 25, "none")
     assert settings.messages_per_connection == 100 and settings.rate_per_second is None
+    assert settings.connections == 2
 
 
 @pytest.mark.parametrize(
@@ -291,6 +292,8 @@ def test_settings_defaults() -> None:
         {"port": 70000},
         {"timeout": 0},
         {"messages_per_connection": 0},
+        {"connections": 0},
+        {"connections": 33},
         {"rate_per_second": 0},
         {"connect_attempts": 0},
         {"username": "u"},

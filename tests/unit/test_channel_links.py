@@ -4,12 +4,15 @@ an email's HTML to carry them."""
 from __future__ import annotations
 
 import json
+import re
 import zlib
+from collections.abc import Callable
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 from itsdangerous.encoding import base64_decode
+from markupsafe import escape as markup_escape
 
 from tournesol.channels.links import (
     BadLink,
@@ -20,6 +23,7 @@ from tournesol.channels.links import (
     click_url,
     click_url_maker,
     find_links,
+    link_slots,
     open_pixel_url,
     preferences_url,
     rewrite_links,
@@ -369,3 +373,154 @@ def test_applying_the_original_targets_gives_an_equivalent_document() -> None:
     assert links.apply(lambda i, url: url) == (
         '<p><a href="https://a.example/?x=1&amp;y=2" class="k">a</a></p>'
     )
+
+
+# --- documents written with holes (the HTML of a template) ------------------------------------
+
+HOLE = object()  # where a template writes a value
+UNTRACKED = (f"{BASE}/u/", f"{BASE}/p/")
+FRAGMENTS = [
+    "<p>", "</p>", "Bonjour ", "\n", " ", "-", "--", "!", ">", "<", "</", "<!", "<!-", "<!--",
+    " -->", "--!>", "&", "&amp;", '"', "'", "=", "/", "<br/>", "<b", "a", "href",
+    '<a href="https://shop.example/a?x=1&amp;y=2">', "</a>", "<A HREF='HTTPS://SHOP.EXAMPLE/B'/>",
+    '<a data-notrack href="https://partner.example/">', '<a href="mailto:x@shop.example">',
+    f'<a href="{BASE}/u/tok">', '<a class=btn href=https://shop.example/c target="_blank">',
+    '<a href="', '<a href="https://shop.example/?q=', '">', '<a title="', '" href="https://s.example/">',
+    "<a href='", "'>", '<img alt="', '" src="https://img.example/x.png">', "<a href=", "<a ",
+    "<script>", "</script>", "if (a<b) {}", "</scr", "ipt>", "<style>", "</style>", "<title>",
+    "</title>", "<!DOCTYPE html>", "<?php ?>", "<![CDATA[ x ]]>", "<textarea>", "</textarea>",
+]  # fmt: skip
+# what a template writes for a value: escaped text (markupsafe's escaping, as Jinja's)
+escaped_values = st.lists(
+    st.sampled_from(
+        [
+            "", "a", "x", "script", "scr", "ipt", "-", "--", "!", " ", "\n", "/", "=", "<", ">",
+            "&", '"', "'", "https://shop.example/h?a=1&b=2", f"{BASE}/u/tok", f"{BASE}/p/tok",
+            "mailto:x@y.example", "é", "#",
+        ]
+    ),
+    max_size=4,
+).map(lambda parts: str(markup_escape("".join(parts))))  # fmt: skip
+
+
+def fill(parts: list[object], values: list[str]) -> str:
+    """The document with its holes holding ``values``."""
+    given = iter(values)
+    return "".join(next(given) if part is HOLE else str(part) for part in parts)
+
+
+def written_with_slots(
+    parts: list[object], values: list[str], make_click_url: Callable[[int, str], str]
+) -> str | None:
+    """What link_slots makes of each copy: its tags rewritten slot by slot (None when the
+    document must be read copy by copy)."""
+    document = "".join("xx" if part is HOLE else str(part) for part in parts)
+    holes: list[tuple[int, int]] = []
+    at = 0
+    for part in parts:
+        size = 2 if part is HOLE else len(str(part))
+        if part is HOLE:
+            holes.append((at, at + size))
+        at += size
+    slots = link_slots(document, holes, untracked=UNTRACKED)
+    if slots is None:
+        return None
+    count = 0
+
+    def make(target: str) -> str:
+        nonlocal count
+        count += 1
+        return make_click_url(count - 1, target)
+
+    def text(start: int, end: int) -> str:
+        out, cursor = [], start
+        for i, (s, e) in enumerate(holes):
+            if start <= s and e <= end:
+                out += (document[cursor:s], values[i])
+                cursor = e
+        return "".join(out) + document[cursor:end]
+
+    out, cursor = [], 0
+    for slot in slots:
+        out += (text(cursor, slot.start), slot.rewrite([values[i] for i in slot.holes], make))
+        cursor = slot.end
+    return "".join(out) + text(cursor, len(document))
+
+
+def click(index: int, target: str) -> str:
+    return f"{BASE}/t/c/{index}?to={target}"
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.just(HOLE)), max_size=14),
+    st.data(),
+)
+def test_a_document_with_holes_rewrites_every_copy_as_reading_the_copy_would(
+    parts: list[object], data: st.DataObject
+) -> None:
+    values = [data.draw(escaped_values) for part in parts if part is HOLE]
+    by_slots = written_with_slots(parts, values, click)
+    event("read once" if by_slots is not None else "read copy by copy")
+    if by_slots is not None:
+        copy = fill(parts, values)
+        assert by_slots == find_links(copy, untracked=UNTRACKED).apply(click)
+
+
+def test_holes_in_text_comments_and_quoted_values_keep_the_document_readable_once() -> None:
+    page = (
+        '<p>Bonjour xx,</p><!-- pour xx --><img alt="xx"><a class="b" href="https://s.example/'
+        '?c=xx&amp;d=1">A</a><a href="xx">B</a><a href="https://s.example/fixe">C</a>'
+    )
+    holes = [(m.start(), m.end()) for m in re.finditer("xx", page)]
+    slots = link_slots(page, holes, untracked=UNTRACKED)
+    assert slots is not None
+    assert [(slot.holes, slot.target) for slot in slots] == [
+        ((3,), None),
+        ((4,), None),
+        ((), "https://s.example/fixe"),
+    ]
+    targets: list[str] = []
+
+    def make(target: str) -> str:
+        targets.append(target)
+        return f"https://t/c/{len(targets) - 1}"
+
+    tags = [slot.rewrite(["v"] * len(slot.holes), make) for slot in slots]
+    assert targets == ["https://s.example/?c=v&d=1", "https://s.example/fixe"]
+    assert tags == [
+        '<a class="b" href="https://t/c/0">',
+        '<a href="v">',
+        '<a href="https://t/c/1">',
+    ]
+    assert slots[2].rewrite([], lambda target: "https://t/c/0") == '<a href="https://t/c/0">'
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        '<xx href="https://s.example/">',  # the tag's name
+        '<a xx href="https://s.example/">',  # an attribute's name
+        "<a href=xx>",  # an unquoted value
+        '<a href="https://s.example/"xx>',  # between attributes
+        "</xx>",  # an end tag
+        "<!xx>",  # may open a comment
+        "<!-- a -xx> b -->",  # may close the comment
+        "<!-- a xx > b -->",
+        "<script>a</scrxxipt><a href='https://s.example/'></script>",  # may close the script
+        "<!DOCTYPE xx>",
+        "<?xx>",
+    ],
+)
+def test_a_hole_that_could_change_how_the_page_reads_makes_each_copy_read_alone(
+    page: str,
+) -> None:
+    at = page.index("xx")
+    assert link_slots(page, [(at, at + 2)], untracked=UNTRACKED) is None
+
+
+def test_holes_must_be_letters_in_order() -> None:
+    with pytest.raises(ValueError, match="letters"):
+        link_slots("<p>  </p>", [(3, 5)])
+    with pytest.raises(ValueError, match="in order"):
+        link_slots("<p>ab cd</p>", [(6, 8), (3, 5)])

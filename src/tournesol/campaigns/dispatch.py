@@ -14,8 +14,10 @@ A run (:func:`dispatch`) owns its transactions:
    recipients' fields. Then, window by window (100 messages, or half a second's worth at the
    sender's rate limit), the messages are rendered, *armed* (their ``provider_id`` is written
    before they leave: the e-mail's Message-ID; a pending marker for an SMS) in the same
-   transaction as the results of the previous window, and handed to the sender. Results
-   are written every ~100 messages or 0.5 s: ``sent`` with the provider's id and an
+   transaction as the results of the previous window, and handed to the sender. A window
+   goes in a thread of its own (the sender may use several connections) while the next
+   one is claimed and rendered; the next is armed only once the window before it is back.
+   Results are written every ~100 messages or 0.5 s: ``sent`` with the provider's id and an
    ``email_sent``/``sms_sent`` interaction, ``failed`` with the redacted error and an
    ``email_failed``/``sms_failed`` interaction, or, for a temporary failure, back to
    ``planned`` after a backoff (1 min, 5 min, 30 min, 2 h; ``failed`` at the fifth attempt
@@ -57,8 +59,9 @@ import math
 import os
 import secrets
 import socket
+import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -227,6 +230,7 @@ class _Campaign:
     campaign: Campaign
     messages: dict[tuple[str, str], CampaignMessage]
     renderers: dict[tuple[str, str], MessageRenderer | TemplateError] = field(default_factory=dict)
+    untracked: tuple[str, ...] = ()  # link prefixes never rewritten to click redirects
 
     @cached_property
     def fields(self) -> frozenset[str]:
@@ -245,7 +249,7 @@ class _Campaign:
         found = self.renderers.get(key)
         if found is None:
             try:
-                found = MessageRenderer(self.messages[key])
+                found = MessageRenderer(self.messages[key], untracked=self.untracked)
             except TemplateError as exc:
                 found = exc
             self.renderers[key] = found
@@ -258,6 +262,57 @@ _CLAIMED_COLUMNS: Final = (
     "id", "campaign_id", "customer_id", "brand_id", "channel", "purpose", "language", "address",
     "attempts", "send_after", "planned_at",
 )  # fmt: skip
+
+
+class _Flight:
+    """A window of armed messages on its way: a thread hands them to the sender and keeps the
+    results (with the time each came back) while the dispatcher prepares the next window.
+
+    ``in_hand`` is the run's set of messages handed over without a result: each message is
+    added when the sender takes it. When the sender stops with :class:`SenderError`, the
+    messages it took and did not answer were not sent, and leave ``in_hand``. ``stopped``
+    (set by the dispatcher's thread) stops the handing over after the message under way.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        sender: SmtpSender | SmsSender,
+        items: list[Any],
+        *,
+        now: Callable[[], datetime],
+        in_hand: set[int],
+    ) -> None:
+        self.channel = channel
+        self.results: deque[tuple[SendResult, datetime]] = deque()
+        self.error: BaseException | None = None
+        self.stopped = False
+        self._now = now
+        self._in_hand = in_hand
+        self._taken: list[int] = []
+        self.thread = threading.Thread(
+            target=self._fly, args=(sender, items), name=f"dispatch-{channel}", daemon=True
+        )
+        self.thread.start()
+
+    def _fly(self, sender: SmtpSender | SmsSender, items: list[Any]) -> None:
+        try:
+            for result in sender.send(self._hand(items)):
+                self.results.append((result, self._now()))
+        except SenderError as exc:
+            answered = {int(result.key) for result, _ in self.results}
+            self._in_hand.difference_update(set(self._taken) - answered)
+            self.error = exc
+        except BaseException as exc:  # handed to the dispatcher's thread
+            self.error = exc
+
+    def _hand(self, items: list[Any]) -> Iterator[Any]:
+        for item in items:
+            if self.stopped:
+                return
+            self._taken.append(item[0])
+            self._in_hand.add(item[0])
+            yield item
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -434,7 +489,12 @@ class _Run:
             )
             for obj in (campaign, *messages):
                 session.expunge(obj)
-            info = _Campaign(campaign, {(m.channel, m.language): m for m in messages})
+            base = self.settings.public_url.rstrip("/")
+            info = _Campaign(
+                campaign,
+                {(m.channel, m.language): m for m in messages},
+                untracked=(f"{base}/u/", f"{base}/p/"),
+            )
             self.campaigns[campaign_id] = info
         return info
 
@@ -472,10 +532,11 @@ class _Run:
 
     # --- recording ---------------------------------------------------------------------------
 
-    def add(self, result: SendResult) -> None:
-        """Keep a result; write the results every FLUSH_EVERY or FLUSH_SECONDS."""
+    def add(self, result: SendResult, *, at: datetime | None = None) -> None:
+        """Keep a result (given at ``at``, now by default); write the results every
+        FLUSH_EVERY or FLUSH_SECONDS."""
         self.in_hand.discard(int(result.key))
-        self.pending.append((result, self.now()))
+        self.pending.append((result, at or self.now()))
         if len(self.pending) >= FLUSH_EVERY or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self.flush()
 
@@ -677,16 +738,38 @@ class _Run:
     # --- e-mail and SMS ---------------------------------------------------------------------
 
     def _messages(self, channels: Sequence[str]) -> None:
-        while True:
-            rows = self.claim(channels)
-            if not rows:
-                break
+        """Send the due e-mails and SMS window by window. A window is rendered while the one
+        before it is on its way (a :class:`_Flight`); once that one is back, one transaction
+        writes its results and arms the new window, which then leaves: at most one window is
+        ever armed without its results written."""
+        flight: _Flight | None = None
+        try:
+            for channel, rows in self._windows(channels):
+                prepared = self._prepare(channel, rows)
+                self._land(flight)
+                armed = self.flush(arm={message[0]: marker for message, marker in prepared})
+                items = [message for message, _ in prepared if message[0] in armed]
+                flight = self._launch(channel, items)
+            self._land(flight)
+        except BaseException:
+            self._abort(flight)
+            raise
+        self.flush()
+
+    def _windows(self, channels: Sequence[str]) -> Iterator[tuple[str, list[_Row]]]:
+        """The claimed rows, a window of a channel at a time (claims are made as needed)."""
+        while rows := self.claim(channels):
             for channel in channels:
+                sender: SmtpSender | SmsSender | None = (
+                    self.smtp if channel == "email" else self.sms
+                )
                 part = [r for r in rows if r.channel == channel]
-                if part:
-                    self.channel = channel
-                    self._send(channel, part)
-            self.flush()
+                if not part:
+                    continue
+                assert sender is not None  # set up for every channel with due rows
+                window = self._window(sender)
+                for start in range(0, len(part), window):
+                    yield channel, part[start : start + window]
 
     def _window(self, sender: SmtpSender | SmsSender) -> int:
         rate = sender.settings.rate_per_second
@@ -694,30 +777,51 @@ class _Run:
             return FLUSH_EVERY
         return max(1, min(FLUSH_EVERY, math.ceil(rate * FLUSH_SECONDS)))
 
-    def _send(self, channel: str, rows: list[_Row]) -> None:
-        sender: SmtpSender | SmsSender | None = self.smtp if channel == "email" else self.sms
-        assert sender is not None
-        window = self._window(sender)
-        for start in range(0, len(rows), window):
-            prepared: list[tuple[Any, str]] = []
-            for row in rows[start : start + window]:
-                try:
-                    prepared.append(self._email(row) if channel == "email" else self._sms(row))
-                except (TemplateError, ValueError) as exc:
-                    self.add(
-                        SendResult.failed(
-                            row.id, f"cannot build the message: {exc}", permanent=True
-                        )
-                    )
-            armed = self.flush(arm={message[0]: marker for message, marker in prepared})
-            items = [message for message, _ in prepared if message[0] in armed]
-            for result in sender.send(self._hand(items)):
-                self.add(result)
+    def _prepare(self, channel: str, rows: list[_Row]) -> list[tuple[Any, str]]:
+        """The messages of a window and their markers; one that cannot be built fails."""
+        self.channel = channel
+        prepared: list[tuple[Any, str]] = []
+        for row in rows:
+            try:
+                prepared.append(self._email(row) if channel == "email" else self._sms(row))
+            except (TemplateError, ValueError) as exc:
+                self.add(
+                    SendResult.failed(row.id, f"cannot build the message: {exc}", permanent=True)
+                )
+        return prepared
 
-    def _hand(self, items: list[Any]) -> Iterator[Any]:
-        for item in items:
-            self.in_hand.add(item[0])
-            yield item
+    def _launch(self, channel: str, items: list[Any]) -> _Flight | None:
+        """Hand armed messages to the channel's sender, in a thread of their own."""
+        if not items:
+            return None
+        sender = self.smtp if channel == "email" else self.sms
+        assert sender is not None
+        return _Flight(channel, sender, items, now=self.now, in_hand=self.in_hand)
+
+    def _land(self, flight: _Flight | None) -> None:
+        """Wait for a window on its way; keep its results; raise what stopped its sender."""
+        if flight is None:
+            return
+        flight.thread.join()
+        while flight.results:
+            result, at = flight.results.popleft()
+            self.add(result, at=at)
+        if flight.error is not None:
+            error, flight.error = flight.error, None
+            self.channel = flight.channel
+            raise error
+
+    def _abort(self, flight: _Flight | None) -> None:
+        """On the way out of an error: stop handing messages over, wait for those under way
+        and keep their results for the final write (nothing is written here)."""
+        if flight is None:
+            return
+        flight.stopped = True
+        flight.thread.join()
+        while flight.results:
+            result, at = flight.results.popleft()
+            self.in_hand.discard(int(result.key))
+            self.pending.append((result, at))
 
     def _links(self, row: _Row, channel: str) -> dict[str, str]:
         assert self.signer is not None
@@ -739,12 +843,14 @@ class _Run:
         if not row.address:
             raise ValueError("the outbox row has no address")
         extra = self._links(row, "email")
-        rendered = self._renderer(row).render(row.context | extra)
         base = self.settings.public_url.rstrip("/")
+        # the links of the HTML part (but the unsubscribe and preference links) lead to click
+        # redirects: see MessageRenderer.render
+        rendered = self._renderer(row).render(
+            row.context | extra, click_url=links.click_url_maker(self.signer, base, row.id)
+        )
         html = rendered.html
         if html is not None:
-            tracked = links.find_links(html, untracked=(f"{base}/u/", f"{base}/p/"))
-            html = tracked.apply(links.click_url_maker(self.signer, base, row.id))
             html = links.add_pixel(html, links.open_pixel_url(base, self.signer.make_open(row.id)))
         s = self.smtp.settings
         email = render_email(
@@ -1407,7 +1513,9 @@ def dispatch(
             run.flush()
         except (SenderError, OSError) as exc:
             run.flush()
-            back = run.release(keep=set(), keep_marker=run.finalizing)
+            # what the sender took and never answered was not sent (SenderError) and has
+            # left in_hand; anything still there may have left
+            back = run.release(keep=set(run.in_hand), keep_marker=run.finalizing)
             report.elapsed = time.monotonic() - started
             channel = run.channel or "email"
             raise DispatchStopped(

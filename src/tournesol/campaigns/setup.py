@@ -79,6 +79,7 @@ def smtp_settings(settings: Settings) -> SmtpSettings:
             password=settings.smtp_password,
             rate_per_second=settings.smtp_rate_per_second,
             messages_per_connection=settings.smtp_messages_per_connection,
+            connections=settings.smtp_connections,
         )
     except ValueError as exc:
         raise SetupError(f"SMTP settings (TOURNESOL_SMTP_*, TOURNESOL_MAIL_*): {exc}") from None

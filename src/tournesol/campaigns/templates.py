@@ -19,21 +19,22 @@ What a template may use:
 :func:`check_message` refuses, when a message is saved, what would fail or leak later: a
 syntax error, an unknown field (a typo would otherwise print nothing), unsafe attribute
 access, includes, and a marketing e-mail without an unsubscribe or preference link.
-:class:`MessageRenderer` compiles a message once and renders it for many recipients;
-:func:`personal_context` loads the fields of many customers in a few queries;
-:func:`preview` renders a message for real customers.
+:class:`MessageRenderer` compiles a message once and renders it for many recipients, with the
+links of its HTML body rewritten to click redirects when asked (found once per message when its
+HTML allows it, not in every copy); :func:`personal_context` loads the fields of many customers
+in a few queries; :func:`preview` renders a message for real customers.
 """
 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 from zoneinfo import ZoneInfo
 
 from jinja2 import TemplateSyntaxError, Undefined, meta, nodes
@@ -41,11 +42,13 @@ from jinja2.environment import Template
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup, escape
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tournesol.campaigns.models import Campaign, CampaignMessage
 from tournesol.campaigns.service import CampaignError
+from tournesol.channels import links
 from tournesol.channels.base import redact
 from tournesol.channels.sms import with_stop_mention
 from tournesol.customers.models import Brand, Customer, Identifier
@@ -338,9 +341,11 @@ class MessageRenderer:
     plus the :data:`LINKS`); empty values (None, "") are left undefined so that ``default``
     filters apply. The subject is rendered on one line (runs of white space become one
     space). Compiling raises :class:`TemplateError` for a message that does not compile.
+    ``untracked``: URL prefixes whose links are never rewritten to click redirects (the
+    unsubscribe and preference-center bases), see :meth:`render`.
     """
 
-    def __init__(self, message: CampaignMessage) -> None:
+    def __init__(self, message: CampaignMessage, *, untracked: Sequence[str] = ()) -> None:
         self.channel = message.channel
         self.language = message.language
         lang = message.language or "fr"
@@ -349,17 +354,192 @@ class MessageRenderer:
         )
         self._text = _compile("text", message.body_text or "", lang)[0]
         self._html = _compile("html", message.body_html, lang)[0] if message.body_html else None
+        self._html_source = message.body_html or ""
+        self._untracked = tuple(untracked)
+        self._tracking: _Tracking | bool | None = False  # False: not compiled yet
 
-    def render(self, context: Mapping[str, Any]) -> RenderedMessage:
+    def render(
+        self,
+        context: Mapping[str, Any],
+        *,
+        click_url: Callable[[int, str], str] | None = None,
+    ) -> RenderedMessage:
         """The message for one recipient; raises :class:`TemplateError` (part and line, no
-        customer data) when a part fails to render."""
+        customer data) when a part fails to render.
+
+        With ``click_url``, the links of the HTML body point to ``click_url(index, target)``:
+        the same document as :func:`~tournesol.channels.links.find_links` (with the renderer's
+        ``untracked`` prefixes) then :meth:`~tournesol.channels.links.LinkMap.apply` on the
+        plain rendering give, without parsing each copy when the HTML allows it (no ``{% %}``
+        statements, values printed in text or in quoted attribute values only, see
+        :func:`~tournesol.channels.links.link_slots`)."""
         values = {k: v for k, v in context.items() if v is not None and v != ""}
         subject = None
         if self._subject is not None:
             subject = " ".join(_render("subject", self._subject, values).split())
         text = _render("text", self._text, values)
-        html = _render("html", self._html, values) if self._html is not None else None
+        html = None
+        if self._html is not None:
+            html = (
+                _render("html", self._html, values)
+                if click_url is None
+                else self._tracked_html(self._html, values, click_url)
+            )
         return RenderedMessage(subject, text, html)
+
+    def _tracked_html(
+        self, plain: Template, values: dict[str, Any], click_url: Callable[[int, str], str]
+    ) -> str:
+        if self._tracking is False:
+            self._tracking = _tracking(
+                self._html_source, plain, self.language or "fr", self._untracked
+            )
+        tracking = self._tracking
+        if not isinstance(tracking, _Tracking):  # each copy is read on its own
+            html = _render("html", plain, values)
+            return links.find_links(html, untracked=self._untracked).apply(click_url)
+        if not tracking.slots:  # no link to rewrite, whoever reads it
+            return _render("html", plain, values)
+        linker = _Linker(tracking.slots, click_url)
+        return _render("html", tracking.template, values | {_LINKER: linker})
+
+
+# --- links rewritten while rendering -------------------------------------------------------------
+
+_LINKER: Final = "_tournesol_link"
+# filters that never mark text as safe HTML (|safe, |tojson, |urlize, |xmlattr do; |map and
+# the like could call them)
+_PLAIN_FILTERS: Final = frozenset(
+    {
+        "abs", "amount", "capitalize", "center", "count", "d", "date", "default", "e",
+        "escape", "filesizeformat", "first", "float", "forceescape", "format", "int", "last",
+        "length", "lower", "replace", "round", "string", "striptags", "title", "trim",
+        "truncate", "upper", "urlencode", "wordcount", "wordwrap",
+    }
+)  # fmt: skip
+_PLAIN_NODES: Final = (
+    nodes.Name, nodes.Const, nodes.Filter, nodes.Test, nodes.Getattr, nodes.Getitem,
+    nodes.Slice, nodes.CondExpr, nodes.Concat, nodes.Compare, nodes.Operand, nodes.BinExpr,
+    nodes.UnaryExpr, nodes.Tuple, nodes.List, nodes.Keyword,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Tracking:
+    """An HTML part compiled with its link tags replaced by calls to the linker."""
+
+    template: Template
+    slots: tuple[links.LinkSlot, ...]
+
+
+class _Linker:
+    """Writes the link tags of one copy, numbering the tracked links in document order."""
+
+    def __init__(
+        self, slots: tuple[links.LinkSlot, ...], click_url: Callable[[int, str], str]
+    ) -> None:
+        self._slots = slots
+        self._click_url = click_url
+        self._count = 0
+
+    def __call__(self, slot: int, *values: Any) -> Markup:
+        # values are written as the template writes them: escaped
+        return Markup(self._slots[slot].rewrite([str(escape(v)) for v in values], self._url))
+
+    def _url(self, target: str) -> str:
+        url = self._click_url(self._count, target)
+        self._count += 1
+        return url
+
+
+def _plain(expression: nodes.Node) -> bool:
+    """Whether an expression always prints escaped text in an autoescaped template."""
+    for node in (expression, *expression.find_all(nodes.Node)):
+        if not isinstance(node, _PLAIN_NODES):
+            return False
+        if isinstance(node, nodes.Filter) and node.name not in _PLAIN_FILTERS:
+            return False
+    return True
+
+
+def _tracking(
+    source: str, plain: Template, language: str, untracked: tuple[str, ...]
+) -> _Tracking | None:
+    """The HTML part ``source`` (compiled as is: ``plain``) compiled so that its links are
+    written while it renders, or None when each copy must be read on its own: a statement
+    (``{% if %}``...), a value that could print HTML (``|safe``, a call), or a value where it
+    could change how the page is read (see :func:`~tournesol.channels.links.link_slots`)."""
+    env = _environment(language, True)
+    try:
+        tree = env.parse(source)
+    except TemplateSyntaxError:
+        return None
+    if not all(isinstance(node, nodes.Output) for node in tree.body):
+        return None
+    children = [child for output in tree.body for child in cast(nodes.Output, output).nodes]
+    pieces: list[str] = []
+    holes: list[tuple[int, int]] = []
+    at = 0
+    for child in children:
+        if isinstance(child, nodes.TemplateData):
+            pieces.append(child.data)
+        elif _plain(child):
+            pieces.append("x")  # a letter: see link_slots
+            holes.append((at, at + 1))
+        else:
+            return None
+        at += len(pieces[-1])
+    slots = links.link_slots("".join(pieces), holes, untracked=untracked)
+    if slots is None:
+        return None
+    if not slots:
+        return _Tracking(plain, ())
+    body = _with_linker(children, pieces, slots)
+    try:
+        template = env.from_string(nodes.Template([nodes.Output(body, lineno=1)], lineno=1))
+    except JinjaError:
+        return None
+    return _Tracking(template, slots)
+
+
+def _with_linker(
+    children: Sequence[nodes.Expr], pieces: Sequence[str], slots: tuple[links.LinkSlot, ...]
+) -> list[nodes.Expr]:
+    """The output nodes of a part (``children``, written ``pieces`` in the document given to
+    link_slots), each slot's tag (its text and values) replaced by a call to the linker with
+    the slot's number and values."""
+    out: list[nodes.Expr] = []
+    begin = 0  # where the child starts in the document
+    current = 0  # the next slot
+    args: list[nodes.Expr] | None = None  # the values of the slot being crossed
+    for child, piece in zip(children, pieces, strict=True):
+        if not isinstance(child, nodes.TemplateData):
+            (out if args is None else args).append(child)
+            begin += len(piece)
+            continue
+        at = 0  # in the piece
+        while at < len(piece):
+            slot = slots[current] if current < len(slots) else None
+            if slot is not None and args is not None:  # inside the slot's tag
+                at = min(len(piece), slot.end - begin)
+                if begin + at == slot.end:
+                    assert len(args) == len(slot.holes)
+                    lineno = args[0].lineno if args else child.lineno
+                    name = nodes.Name(_LINKER, "load", lineno=lineno)
+                    number = nodes.Const(current, lineno=lineno)
+                    out.append(nodes.Call(name, [number, *args], [], None, None, lineno=lineno))
+                    args = None
+                    current += 1
+                continue
+            stop = len(piece) if slot is None else min(len(piece), slot.start - begin)
+            if stop > at:
+                out.append(nodes.TemplateData(piece[at:stop], lineno=child.lineno))
+            at = stop
+            if slot is not None and begin + at == slot.start:
+                args = []
+        begin += len(piece)
+    assert args is None and current == len(slots)
+    return out
 
 
 # --- the customers' fields ----------------------------------------------------------------------

@@ -75,11 +75,13 @@ class SenderError(Exception):
 class Sender(Protocol[MessageT_contra]):
     """A channel sender.
 
-    ``send(messages)`` is a generator: it pulls one message at a time from ``messages`` (which
-    may itself be a generator over millions of rows, memory stays flat), sends it, and yields
-    exactly one :class:`SendResult` for it, in input order, before pulling the next one. A
-    failure of one message is a result, never an exception; only :class:`SenderError` (the
-    channel is unusable) escapes, and then the message in hand was not sent. ``send`` may be
+    ``send(messages)`` is a generator: it pulls messages from ``messages`` (which may itself be
+    a generator over millions of rows, memory stays flat) at most a few ahead of what it has
+    answered (one per connection for a sender with several), and yields exactly one
+    :class:`SendResult` per message, in input order. A failure of one message is a result,
+    never an exception; only :class:`SenderError` (the channel is unusable) escapes, after
+    the results of the messages that did go out; a message pulled without a result was not
+    sent. ``send`` may be
     called several times on one sender; ``close()`` releases connections (senders are also
     context managers). Senders are not thread-safe: use one per thread or process.
     """

@@ -4,8 +4,9 @@ reading what comes back (delivery status notifications and abuse complaints).
 Building: :func:`render_email` writes a multipart/alternative message straight to its 7-bit
 wire form (Message-ID, Date, RFC 8058 one-click unsubscribe headers, ``X-Tournesol-Outbox``
 carrying the outbox key to match bounces); :func:`build_email` gives the same message as an
-:class:`~email.message.EmailMessage`. Sending: :class:`SmtpSender` reuses one connection for
-many messages, honours a rate limit and classifies every refusal. Returned mail:
+:class:`~email.message.EmailMessage`. Sending: :class:`SmtpSender` sends through a few
+connections side by side, each reused for many messages, honours a rate limit and classifies
+every refusal. Returned mail:
 :func:`parse_bounce` and :func:`parse_complaint`.
 
 The email package's own serialisation costs about a millisecond per message on a modest
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import queue
 import re
 import secrets
 import smtplib
 import ssl
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,8 +125,9 @@ class SmtpSettings:
     ``security``: ``"none"`` (plain, port 25 or a local relay), ``"starttls"`` (upgrade, port
     587) or ``"tls"`` (implicit TLS, port 465). ``ca_file`` is a CA bundle trusted instead of the
     system's (a private relay's certificate). ``messages_per_connection`` messages go through
-    one connection before it is closed and opened again; ``rate_per_second`` caps the sending
-    rate (None: no cap).
+    one connection before it is closed and opened again; ``connections`` connections send side
+    by side (1 to 32: more pay when the relay is far, each waiting for its replies while the
+    others go); ``rate_per_second`` caps the sending rate of them all (None: no cap).
     After ``connect_attempts`` failed connections in a row, sending stops with
     :class:`SenderError`. Invalid values raise ``ValueError`` at construction.
 
@@ -139,6 +143,7 @@ class SmtpSettings:
     password: str | None = None
     timeout: float = 30.0
     messages_per_connection: int = 100
+    connections: int = 2
     rate_per_second: float | None = None
     from_name: str | None = None
     reply_to: str | None = None
@@ -158,6 +163,8 @@ class SmtpSettings:
             raise ValueError("timeout must be positive")
         if self.messages_per_connection < 1:
             raise ValueError("messages_per_connection must be at least 1")
+        if not 1 <= self.connections <= 32:
+            raise ValueError("connections must be between 1 and 32")
         if self.rate_per_second is not None and self.rate_per_second <= 0:
             raise ValueError("rate_per_second must be positive or None")
         if self.connect_attempts < 1:
@@ -329,9 +336,13 @@ class SmtpSender:
     """Sends ``(key, message)`` pairs through one SMTP relay; a message is a
     :class:`RenderedEmail` (the fast path) or any :class:`~email.message.EmailMessage`.
 
-    One connection carries up to ``settings.messages_per_connection`` messages, then is closed
-    and reopened; a connection found closed when a message starts is reopened once. The
-    envelope sender is ``settings.from_address``; recipients are those of a
+    ``settings.connections`` connections carry the messages side by side (one thread each,
+    started by :meth:`send` and stopped before it returns), so that the relay's replies to one
+    are awaited while others go: each connection carries up to
+    ``settings.messages_per_connection`` messages, then is closed and reopened; a connection
+    found closed when a message starts is reopened once. With one connection, messages go one
+    after the other from the calling thread. The rate limit holds for all connections
+    together. The envelope sender is ``settings.from_address``; recipients are those of a
     :class:`RenderedEmail`, or the To, Cc and Bcc addresses of an :class:`EmailMessage` (Bcc is
     removed from it, and it gets a Message-ID if it has none). A message is all-or-nothing: if
     any recipient is refused, nothing is sent. Refusals are classified: 5xx permanent, 4xx
@@ -339,8 +350,8 @@ class SmtpSender:
     message data went out is reported as temporary too, although the relay may have kept it
     (at least once).
     Refused credentials, a certificate that does not verify, a relay without STARTTLS when it
-    is asked for, or ``connect_attempts`` failed connections in a row raise
-    :class:`SenderError`. The ``provider_id`` of a result is the message's Message-ID.
+    is asked for, or ``connect_attempts`` failed connections in a row (on any connection)
+    raise :class:`SenderError`. The ``provider_id`` of a result is the message's Message-ID.
 
     >>> settings = SmtpSettings(from_address="news@example.fr", port=1025)
     >>> with SmtpSender(settings) as sender:  # doctest: +SKIP
@@ -351,8 +362,8 @@ class SmtpSender:
     def __init__(self, settings: SmtpSettings, *, limiter: RateLimiter | None = None) -> None:
         self.settings = settings
         self._limiter = limiter or RateLimiter(settings.rate_per_second)
-        self._smtp: smtplib.SMTP | None = None
-        self._sent_on_connection = 0
+        self._lanes = [_Lane() for _ in range(settings.connections)]
+        self._lock = threading.Lock()  # the counters below, shared by the connections
         self._failed_connects = 0
         self.connections_opened = 0
 
@@ -370,23 +381,92 @@ class SmtpSender:
     def send(
         self, messages: Iterable[tuple[Key, EmailMessage | RenderedEmail]]
     ) -> Iterator[SendResult]:
-        """One :class:`SendResult` per ``(key, message)``, in order, pulled lazily."""
-        for key, message in messages:
-            self._limiter.acquire()
-            yield self._send_one(key, message)
+        """One :class:`SendResult` per ``(key, message)``, in order, pulled lazily: with
+        several connections, up to one message per connection is pulled ahead of the results
+        given. When :class:`SenderError` stops the sending, the results of the messages that
+        went meanwhile on other connections come first; the messages without a result were
+        not sent. Messages pulled and not answered when the caller stops early (an exception,
+        ``close()`` on the iterator) are finished first, their results dropped."""
+        if len(self._lanes) == 1:
+            lane = self._lanes[0]
+            for key, message in messages:
+                self._limiter.acquire()
+                yield self._send_one(lane, key, message)
+            return
+        yield from self._send_side_by_side(messages)
 
     def close(self) -> None:
-        """Say QUIT and drop the connection, if one is open."""
-        smtp, self._smtp = self._smtp, None
-        self._sent_on_connection = 0
-        if smtp is None:
-            return
-        try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            smtp.close()
+        """Say QUIT and drop the connections that are open."""
+        for lane in self._lanes:
+            self._close(lane)
 
-    def _send_one(self, key: Key, message: EmailMessage | RenderedEmail) -> SendResult:
+    def _send_side_by_side(
+        self, messages: Iterable[tuple[Key, EmailMessage | RenderedEmail]]
+    ) -> Iterator[SendResult]:
+        jobs: queue.SimpleQueue[tuple[int, Key, EmailMessage | RenderedEmail] | None]
+        jobs = queue.SimpleQueue()
+        done: queue.SimpleQueue[tuple[int, SendResult | BaseException]] = queue.SimpleQueue()
+
+        def work(lane: _Lane) -> None:
+            while (job := jobs.get()) is not None:
+                number, key, message = job
+                try:
+                    outcome: SendResult | BaseException = self._send_one(lane, key, message)
+                except BaseException as exc:  # handed to the caller's thread
+                    outcome = exc
+                done.put((number, outcome))
+
+        workers = [
+            threading.Thread(target=work, args=(lane,), name=f"smtp-{i}", daemon=True)
+            for i, lane in enumerate(self._lanes)
+        ]
+        for worker in workers:
+            worker.start()
+        pending = iter(messages)
+        results: dict[int, SendResult | None] = {}  # None: stopped by an exception
+        pulled = answered = given = 0
+        error: BaseException | None = None
+        try:
+            while True:
+                while error is None and pulled - answered < len(workers):
+                    try:
+                        key, message = next(pending)
+                    except StopIteration:
+                        break
+                    self._limiter.acquire()
+                    jobs.put((pulled, key, message))
+                    pulled += 1
+                if pulled == answered:
+                    break
+                number, outcome = done.get()
+                answered += 1
+                if isinstance(outcome, SendResult):
+                    results[number] = outcome
+                else:
+                    results[number] = None
+                    # a SenderError says its message was not sent; anything else may hide a
+                    # message that left: that one is raised
+                    if error is None or (
+                        isinstance(error, SenderError) and not isinstance(outcome, SenderError)
+                    ):
+                        error = outcome
+                while given in results:
+                    result = results.pop(given)
+                    given += 1
+                    if result is not None:
+                        yield result
+        finally:
+            while answered < pulled:  # the caller stopped early: finish what is under way
+                done.get()
+                answered += 1
+            for _ in workers:
+                jobs.put(None)
+            for worker in workers:
+                worker.join()
+        if error is not None:
+            raise error
+
+    def _send_one(self, lane: _Lane, key: Key, message: EmailMessage | RenderedEmail) -> SendResult:
         if isinstance(message, RenderedEmail):
             prepared: SendResult | tuple[list[str], bytes, list[str], str] = (
                 list(message.recipients),
@@ -399,23 +479,24 @@ class SmtpSender:
         if isinstance(prepared, SendResult):
             return prepared
         recipients, data, options, message_id = prepared
+        plain = isinstance(message, RenderedEmail)  # its addresses were checked when built
         for attempt in (1, 2):
-            fresh = self._smtp is None
-            smtp = self._connection()
+            fresh = lane.smtp is None
+            smtp = self._connection(lane)
             if smtp is None:
                 return SendResult.failed(key, "cannot connect to the SMTP relay", permanent=False)
             try:
-                result = self._transaction(smtp, key, recipients, data, options, message_id)
+                result = self._transaction(
+                    lane, smtp, key, recipients, data, options, message_id, plain=plain
+                )
             except _StaleConnection:
-                self._drop()
+                self._drop(lane)
                 if attempt == 1 and not fresh:
                     continue
                 return SendResult.failed(key, "SMTP connection lost", permanent=False)
-            self._sent_on_connection += 1
-            if self._smtp is not None and (
-                self._sent_on_connection >= self.settings.messages_per_connection
-            ):
-                self.close()
+            lane.sent += 1
+            if lane.smtp is not None and lane.sent >= self.settings.messages_per_connection:
+                self._close(lane)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -444,12 +525,15 @@ class SmtpSender:
 
     def _transaction(
         self,
+        lane: _Lane,
         smtp: smtplib.SMTP,
         key: Key,
         recipients: list[str],
         data: bytes,
         options: list[str],
         message_id: str,
+        *,
+        plain: bool,
     ) -> SendResult:
         for option, extension in (("SMTPUTF8", "smtputf8"), ("BODY=8BITMIME", "8bitmime")):
             if option in options and not smtp.has_extn(extension):
@@ -457,27 +541,37 @@ class SmtpSender:
                     key, f"the relay does not offer {extension.upper()}", permanent=True
                 )
         try:
-            code, reply = smtp.mail(self.settings.from_address, options)
+            if plain and "SMTPUTF8" not in options:
+                # what smtplib's mail() sends for a plain address, without its costly parsing
+                listed = " " + " ".join(options) if options and smtp.does_esmtp else ""
+                smtp.putcmd("mail", f"from:<{self.settings.from_address}>{listed}")
+                code, reply = smtp.getreply()
+            else:
+                code, reply = smtp.mail(self.settings.from_address, options)
         except (smtplib.SMTPServerDisconnected, OSError):
             raise _StaleConnection from None
         if code == 530:
             raise SenderError("the SMTP relay requires authentication (530)")
         if code != 250:
-            return self._refused(smtp, key, "MAIL FROM", code, reply)
+            return self._refused(lane, smtp, key, "MAIL FROM", code, reply)
         try:
             for address in recipients:
-                code, reply = smtp.rcpt(address)
+                if plain:
+                    smtp.putcmd("rcpt", f"to:<{address}>")
+                    code, reply = smtp.getreply()
+                else:
+                    code, reply = smtp.rcpt(address)
                 if code not in (250, 251):
-                    return self._refused(smtp, key, "RCPT TO", code, reply)
+                    return self._refused(lane, smtp, key, "RCPT TO", code, reply)
         except (smtplib.SMTPServerDisconnected, OSError):
-            self._drop()
+            self._drop(lane)
             return SendResult.failed(key, "SMTP connection lost before DATA", permanent=False)
         try:
             code, reply = smtp.data(data)
         except smtplib.SMTPDataError as exc:
-            return self._refused(smtp, key, "DATA", exc.smtp_code, exc.smtp_error)
+            return self._refused(lane, smtp, key, "DATA", exc.smtp_code, exc.smtp_error)
         except (smtplib.SMTPException, OSError):
-            self._drop()
+            self._drop(lane)
             return SendResult.failed(
                 key,
                 "SMTP connection lost during DATA; the relay may have kept it",
@@ -485,11 +579,12 @@ class SmtpSender:
                 maybe_sent=True,
             )
         if code != 250:
-            return self._refused(smtp, key, "end of DATA", code, reply, reset=False)
+            return self._refused(lane, smtp, key, "end of DATA", code, reply, reset=False)
         return SendResult.accepted(key, message_id)
 
     def _refused(
         self,
+        lane: _Lane,
         smtp: smtplib.SMTP,
         key: Key,
         stage: str,
@@ -500,32 +595,35 @@ class SmtpSender:
     ) -> SendResult:
         text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
         if code == 421 or code < 0:
-            self._drop()
+            self._drop(lane)
         elif reset:
             try:
                 smtp.rset()
             except (smtplib.SMTPException, OSError):
-                self._drop()
+                self._drop(lane)
         return SendResult.failed(key, f"{code} at {stage}: {text}", permanent=500 <= code < 600)
 
-    def _connection(self) -> smtplib.SMTP | None:
-        if self._smtp is not None:
-            return self._smtp
+    def _connection(self, lane: _Lane) -> smtplib.SMTP | None:
+        if lane.smtp is not None:
+            return lane.smtp
         try:
-            self._smtp = self._open()
+            opened = self._open()
         except SenderError:
             raise
         except (smtplib.SMTPException, OSError):
-            self._failed_connects += 1
-            if self._failed_connects >= self.settings.connect_attempts:
+            with self._lock:
+                self._failed_connects += 1
+                failed = self._failed_connects
+            if failed >= self.settings.connect_attempts:
                 raise SenderError(
-                    f"cannot connect to the SMTP relay after {self._failed_connects} attempts"
+                    f"cannot connect to the SMTP relay after {failed} attempts"
                 ) from None
             return None
-        self._failed_connects = 0
-        self._sent_on_connection = 0
-        self.connections_opened += 1
-        return self._smtp
+        with self._lock:
+            self._failed_connects = 0
+            self.connections_opened += 1
+        lane.smtp, lane.sent = opened, 0
+        return opened
 
     def _open(self) -> smtplib.SMTP:
         s = self.settings
@@ -567,11 +665,28 @@ class SmtpSender:
             raise
         return smtp
 
-    def _drop(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        self._sent_on_connection = 0
+    def _drop(self, lane: _Lane) -> None:
+        smtp, lane.smtp, lane.sent = lane.smtp, None, 0
         if smtp is not None:
             smtp.close()
+
+    def _close(self, lane: _Lane) -> None:
+        """Say QUIT and drop the lane's connection, if one is open."""
+        smtp, lane.smtp, lane.sent = lane.smtp, None, 0
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+
+@dataclass
+class _Lane:
+    """One connection to the relay (None when closed) and the messages it carried."""
+
+    smtp: smtplib.SMTP | None = None
+    sent: int = 0
 
 
 class _StaleConnection(Exception):

@@ -15,13 +15,16 @@ True
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from html import escape
+from html import escape, unescape
 from html.parser import HTMLParser
+from itertools import pairwise
 from typing import Any, Final, NamedTuple
 
 from itsdangerous import BadData, Signer
@@ -85,6 +88,12 @@ class LinkSigner:
         if not keys or any(not key for key in keys):
             raise ValueError("the link secret must not be empty")
         self._signers = {purpose: Signer(keys, salt=salt) for purpose, salt in _SALTS.items()}
+        # the newest key as each signer derives it to sign, and the name of its hash: signing
+        # here gives the signer's own signature (HMAC) without deriving the key each time
+        self._signing = {
+            purpose: (signer.derive_key(), signer.digest_method().name)
+            for purpose, signer in self._signers.items()
+        }
 
     def make_open(self, outbox_id: Key) -> str:
         """Token of the open pixel of message ``outbox_id``."""
@@ -130,7 +139,10 @@ class LinkSigner:
         # base64url(JSON) signed by itsdangerous' Signer: the format of its URLSafeSerializer
         # without the zlib attempt, which cost two thirds of the time on these short payloads
         text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-        return self._signers[purpose].sign(base64_encode(text.encode("utf-8"))).decode("ascii")
+        value = base64_encode(text.encode("utf-8"))
+        key, digest = self._signing[purpose]
+        signature = base64_encode(hmac.digest(key, value, digest))
+        return (value + b"." + signature).decode("ascii")
 
     def _load(self, purpose: str, token: str, size: int) -> list[Any]:
         if not isinstance(token, str) or len(token) > _MAX_TOKEN or not _is_canonical(token):
@@ -222,21 +234,124 @@ def find_links(html: str, *, untracked: tuple[str, ...] = ()) -> LinkMap:
     targets: list[str] = []
     spans: list[tuple[int, int, str, str]] = []
     for tag in _Scanner(html).anchors:
-        href_at = [i for i, (name, _) in enumerate(tag.attrs) if name == "href"]
-        if not href_at or any(name == "data-notrack" for name, _ in tag.attrs):
-            continue
-        target = (tag.attrs[href_at[0]][1] or "").strip()
-        if not _is_web_url(target) or (untracked and target.startswith(untracked)):
-            continue
-        marker = "\x00"  # cannot occur in parsed attribute values of a real document
-        attrs = list(tag.attrs)
-        attrs[href_at[0]] = ("href", marker)
-        before, _, after = _start_tag("a", attrs, self_closing=tag.text.endswith("/>")).partition(
-            marker
-        )
-        targets.append(target)
-        spans.append((tag.start, tag.start + len(tag.text), before, after))
+        found = _trackable(tag.attrs, tag.text.endswith("/>"), untracked)
+        if found is not None:
+            target, before, after = found
+            targets.append(target)
+            spans.append((tag.start, tag.start + len(tag.text), before, after))
     return LinkMap(html, tuple(targets), tuple(spans))
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSlot:
+    """An ``<a>`` start tag of a document written with *holes* (see :func:`link_slots`): a
+    tag to rewrite in every copy of the document, whatever its holes hold.
+
+    ``start`` and ``end`` place the tag in the document; ``holes`` are the indices of the
+    holes inside it, in order. :meth:`rewrite` gives the tag of one copy.
+    """
+
+    start: int
+    end: int
+    holes: tuple[int, ...]
+    # a tag without holes that is tracked: its target and its text around the click URL
+    target: str | None
+    before: str
+    after: str
+    # a tag with holes: its text around them, and its attributes (a value with holes is its
+    # quoted text: pieces of it and positions in ``holes``)
+    pieces: tuple[str, ...] = ()
+    attrs: tuple[tuple[str, str | tuple[str | int, ...] | None], ...] = ()
+    untracked: tuple[str, ...] = ()
+
+    def rewrite(self, values: Sequence[str], make_url: Callable[[str], str]) -> str:
+        """The tag when its holes hold ``values`` (escaped text, one per hole): if its link is
+        tracked, pointing to ``make_url(target)`` (called only then), else as written."""
+        if self.target is not None:
+            return self.before + escape(make_url(self.target), quote=True) + self.after
+        attrs: list[tuple[str, str | None]] = []
+        for name, value in self.attrs:
+            if isinstance(value, tuple):
+                text = "".join(p if isinstance(p, str) else values[p] for p in value)
+                value = unescape(text) if text else text
+            attrs.append((name, value))
+        found = _trackable(attrs, self.pieces[-1].endswith("/>"), self.untracked)
+        if found is None:
+            written = [self.pieces[0]]
+            for value, piece in zip(values, self.pieces[1:], strict=True):
+                written += (value, piece)
+            return "".join(written)
+        target, before, after = found
+        return before + escape(make_url(target), quote=True) + after
+
+
+def link_slots(
+    html: str, holes: Sequence[tuple[int, int]], *, untracked: tuple[str, ...] = ()
+) -> tuple[LinkSlot, ...] | None:
+    """The ``<a>`` tags to rewrite in every copy of a document whose text is ``html`` except
+    for its ``holes`` (``(start, end)`` spans, in order, not overlapping; each filled here with
+    letters, and in every copy with *escaped* text: no ``<``, ``>``, quotes, and ``&`` only
+    in character references, as an HTML template's values are written).
+
+    A hole in text, in a comment or in a quoted attribute value cannot change how a copy is
+    parsed: the tags, and which of them are links, are the same in every copy. A hole anywhere
+    else (in a tag or attribute name, an unquoted value, an end tag, a declaration, after an
+    unclosed ``<`` in a script, where it could close a comment) could; then this returns None
+    and each copy must be read on its own (:func:`find_links`). Otherwise: in document order,
+    the links tracked whatever the holes hold (per :func:`find_links` and ``untracked``) and
+    the links with holes in their tag, which are decided per copy by :meth:`LinkSlot.rewrite`;
+    in every copy, the n-th link tracked by these slots is the n-th link :func:`find_links`
+    finds there, and the rewritten tags are those of :meth:`LinkMap.apply`.
+
+    >>> [slot.target for slot in link_slots('<a href="https://a.fr/">A</a> <p>xx</p>', [(33, 35)])]
+    ['https://a.fr/']
+    """
+    scan = _Scanner(html, spans=True)
+    starts = [start for start, _, _ in scan.spans]
+    owner: dict[int, list[int]] = {}  # the span holding each hole -> its holes
+    last = 0
+    for index, (start, end) in enumerate(holes):
+        if not last <= start < end <= len(html):
+            raise ValueError("holes must be in order, inside the document and not empty")
+        if not (html[start:end].isascii() and html[start:end].isalpha()):
+            raise ValueError("holes must be filled with letters")
+        last = end
+        at = bisect_right(starts, start) - 1
+        if at < 0:
+            return None
+        span_start, span_end, kind = scan.spans[at]
+        if end > span_end or not _hole_is_inert(html, holes, index, (span_start, span_end), kind):
+            return None
+        owner.setdefault(at, []).append(index)
+    tags = {tag.start: tag for tag in scan.tags}
+    for at, inside in owner.items():
+        span_start, span_end, kind = scan.spans[at]
+        if kind == "starttag" and not _holes_in_quoted_values(
+            html[span_start:span_end],
+            tags[span_start].attrs,
+            [(holes[i][0] - span_start, holes[i][1] - span_start) for i in inside],
+        ):
+            return None
+    slots: list[LinkSlot] = []
+    for tag in scan.anchors:
+        end = tag.start + len(tag.text)
+        at = bisect_right(starts, tag.start) - 1
+        inside = owner.get(at, [])
+        if not inside:
+            found = _trackable(tag.attrs, tag.text.endswith("/>"), untracked)
+            if found is not None:
+                target, before, after = found
+                slots.append(LinkSlot(tag.start, end, (), target, before, after))
+            continue
+        spans = [(holes[i][0] - tag.start, holes[i][1] - tag.start) for i in inside]
+        pieces = [tag.text[: spans[0][0]]]
+        pieces += [tag.text[e:s] for (_, e), (s, _) in pairwise(spans)]
+        pieces.append(tag.text[spans[-1][1] :])
+        attrs = _holed_attrs(tag.text, spans)
+        slots.append(
+            LinkSlot(tag.start, end, tuple(inside), None, "", "", tuple(pieces), attrs, untracked)
+        )
+    return tuple(slots)
 
 
 def rewrite_links(
@@ -298,13 +413,20 @@ class _Tag(NamedTuple):
 
 
 class _Scanner(HTMLParser):
-    """Finds the ``<a>`` start tags of a page, with their offsets."""
+    """Finds the ``<a>`` start tags of a page, with their offsets; with ``spans``, also every
+    start tag and the span and kind of everything the parser reads (``data``, ``starttag``,
+    ``endtag``, ``comment``, ``decl``, ``pi``, ``unknown_decl``; ``mixed`` when a span was
+    reported as several things or none)."""
 
-    def __init__(self, html: str) -> None:
+    def __init__(self, html: str, *, spans: bool = False) -> None:
         super().__init__(convert_charrefs=True)
         self._line_starts = [0]
         self._line_starts.extend(m.end() for m in re.finditer("\n", html))
         self.anchors: list[_Tag] = []
+        self.tags: list[_Tag] = []
+        self.spans: list[tuple[int, int, str]] = []
+        self._spans = spans
+        self._kinds: list[str] = []
         self.feed(html)
         self.close()
 
@@ -312,13 +434,174 @@ class _Scanner(HTMLParser):
         line, column = self.getpos()
         return self._line_starts[line - 1] + column
 
+    def updatepos(self, i: int, j: int) -> int:
+        if not self._spans:
+            return super().updatepos(i, j)
+        start = self._offset()
+        moved = super().updatepos(i, j)
+        if i < j:
+            kinds = set(self._kinds)
+            self.spans.append((start, self._offset(), kinds.pop() if len(kinds) == 1 else "mixed"))
+        self._kinds = []
+        return moved
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         text = self.get_starttag_text()
-        if tag == "a" and text is not None:
-            self.anchors.append(_Tag(self._offset(), text, attrs))
+        if text is None:
+            return
+        found = _Tag(self._offset(), text, attrs)
+        if tag == "a":
+            self.anchors.append(found)
+        if self._spans:
+            self.tags.append(found)
+            self._kinds.append("starttag")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.handle_starttag(tag, attrs)
+
+    def handle_data(self, data: str) -> None:
+        self._kinds.append("data")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._kinds.append("endtag")
+
+    def handle_comment(self, data: str) -> None:
+        self._kinds.append("comment")
+
+    def handle_decl(self, decl: str) -> None:
+        self._kinds.append("decl")
+
+    def handle_pi(self, data: str) -> None:
+        self._kinds.append("pi")
+
+    def unknown_decl(self, data: str) -> None:
+        self._kinds.append("unknown_decl")
+
+
+# the start-tag grammar of html.parser: a tag name, then attributes with their values
+_TAG_NAME: Final = re.compile(r"<[a-zA-Z][^\t\n\r\f />\x00]*(?:\s|/(?!>))*")
+_ATTRIBUTE: Final = re.compile(
+    r"((?<=['\"\s/])[^\s/>][^\s/=>]*)(\s*=+\s*"
+    r"('[^']*'|\"[^\"]*\"|(?!['\"])[^>\s]*))?(?:\s|/(?!>))*"
+)
+
+
+def _attributes(text: str) -> list[tuple[str, tuple[int, int] | None, bool]] | None:
+    """The attributes of start tag ``text`` as html.parser reads them: name, span of the value
+    (inside its quotes when quoted; None when there is no value) and whether it is quoted;
+    None if the tag is not one the parser reads as a tag."""
+    found = _TAG_NAME.match(text)
+    if found is None:
+        return None
+    out: list[tuple[str, tuple[int, int] | None, bool]] = []
+    at = found.end()
+    while at < len(text):
+        match = _ATTRIBUTE.match(text, at)
+        if match is None:
+            break
+        name, rest, value = match.group(1, 2, 3)
+        span = match.span(3) if rest else None
+        quoted = span is not None and value[:1] in ("'", '"') and value[-1:] == value[:1]
+        if span is not None and quoted:
+            span = (span[0] + 1, span[1] - 1)
+        out.append((name.lower(), span, quoted))
+        at = match.end()
+    if text[at:].strip() not in (">", "/>"):
+        return None
+    return out
+
+
+def _read_value(text: str, span: tuple[int, int] | None) -> str | None:
+    if span is None:
+        return None
+    value = text[span[0] : span[1]]
+    return unescape(value) if value else value
+
+
+def _holes_in_quoted_values(
+    text: str, attrs: list[tuple[str, str | None]], holes: list[tuple[int, int]]
+) -> bool:
+    """Whether every hole of start tag ``text`` lies in a quoted attribute value (the tag read
+    here as the parser read it: ``attrs``)."""
+    found = _attributes(text)
+    if found is None or [(name, _read_value(text, span)) for name, span, _ in found] != attrs:
+        return False
+    quoted = [span for _, span, q in found if q and span is not None]
+    return all(any(s <= start and end <= e for s, e in quoted) for start, end in holes)
+
+
+def _holed_attrs(
+    text: str, holes: list[tuple[int, int]]
+) -> tuple[tuple[str, str | tuple[str | int, ...] | None], ...]:
+    """The attributes of start tag ``text`` whose ``holes`` all lie in quoted values: a value
+    with holes as the pieces of its quoted text and hole positions, the others as read."""
+    found = _attributes(text)
+    assert found is not None  # checked by _holes_in_quoted_values
+    out: list[tuple[str, str | tuple[str | int, ...] | None]] = []
+    for name, span, _ in found:
+        inside = (
+            []
+            if span is None
+            else [i for i, (s, e) in enumerate(holes) if span[0] <= s and e <= span[1]]
+        )
+        if not inside or span is None:
+            out.append((name, _read_value(text, span)))
+            continue
+        pieces: list[str | int] = []
+        cursor = span[0]
+        for i in inside:
+            pieces += (text[cursor : holes[i][0]], i)
+            cursor = holes[i][1]
+        pieces.append(text[cursor : span[1]])
+        out.append((name, tuple(pieces)))
+    return tuple(out)
+
+
+def _hole_is_inert(
+    html: str,
+    holes: Sequence[tuple[int, int]],
+    index: int,
+    span: tuple[int, int],
+    kind: str,
+) -> bool:
+    """Whether escaped text in hole ``index`` (inside ``span``, which the parser read as
+    ``kind``) leaves the parsing of the document unchanged; start tags are checked apart."""
+    start, end = holes[index]
+    if kind == "starttag":
+        return True
+    if kind == "data":
+        # after a "<" in the same text (a script, an unfinished tag), the hole could end
+        # the text: "</scr{{ x }}ipt>"
+        return "<" not in html[span[0] : start]
+    if kind == "comment":
+        if start < span[0] + 4:  # "<!-{{ x }}" may open a comment or not
+            return False
+        close = html.find(">", end)
+        if close < 0 or close + 1 == span[1]:  # the comment ends there whatever the hole holds
+            return close >= 0
+        if any(s < close and e > end for s, e in holes[index + 1 :]):
+            return False
+        # else "-{{ x }}>" or "{{ x }} >" could end it there ("--", then spaces, then ">")
+        return html[end:close].strip("-! \t\n\r\f") != ""
+    return False
+
+
+def _trackable(
+    attrs: Sequence[tuple[str, str | None]], self_closing: bool, untracked: tuple[str, ...]
+) -> tuple[str, str, str] | None:
+    """For an ``<a>`` tag with these attributes, if its link is tracked: its target and the
+    tag's text before and after the click URL (see :func:`find_links`)."""
+    href_at = [i for i, (name, _) in enumerate(attrs) if name == "href"]
+    if not href_at or any(name == "data-notrack" for name, _ in attrs):
+        return None
+    target = (attrs[href_at[0]][1] or "").strip()
+    if not _is_web_url(target) or (untracked and target.startswith(untracked)):
+        return None
+    marker = "\x00"  # cannot occur in parsed attribute values of a real document
+    changed = list(attrs)
+    changed[href_at[0]] = ("href", marker)
+    before, _, after = _start_tag("a", changed, self_closing=self_closing).partition(marker)
+    return target, before, after
 
 
 def _start_tag(name: str, attrs: list[tuple[str, str | None]], *, self_closing: bool) -> str:
