@@ -48,6 +48,13 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
+def partial(condition: str) -> dict[str, Any]:
+    """Keyword arguments of an ``Index`` that covers only the rows matching ``condition``
+    (SQL), on both databases: ``Index("ix", "col", **partial("col IS NOT NULL"))``. An index
+    over a column that is NULL on most rows then costs nothing when those rows are written."""
+    return {"postgresql_where": text(condition), "sqlite_where": text(condition)}
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware date-time stored in UTC on every backend.
 

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tournesol.db import Base, BigId, Json, UtcDateTime, utcnow
+from tournesol.db import Base, BigId, Json, UtcDateTime, partial, utcnow
 
 CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "done", "cancelled")
 # in_doubt: a dispatcher stopped between handing the message to the provider and recording
@@ -140,7 +140,8 @@ class Outbox(Base):
     bounced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
-        Index("ix_outbox_provider", "provider_id"),
+        # written when a message leaves: planned rows (most of a plan) stay out of it
+        Index("ix_outbox_provider", "provider_id", **partial("provider_id IS NOT NULL")),
         Index("ix_outbox_due", "state", "channel", "send_after"),
         # the marketing pressure a customer is under: their contacts by time
         Index("ix_outbox_customer_time", "customer_id", "send_after"),

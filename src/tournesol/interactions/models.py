@@ -9,7 +9,7 @@ from typing import Any, Final
 from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tournesol.db import Base, BigId, Json, UtcDateTime, utcnow
+from tournesol.db import Base, BigId, Json, UtcDateTime, partial, utcnow
 
 
 class Product(Base):
@@ -60,7 +60,13 @@ class Transaction(Base):
             "total_amount",
             "brand_id",
         ),
-        Index("ix_transaction_unlinked", "customer_ref_source_id", "customer_ref_key"),
+        # rows that name their customer by a source key not imported yet: few
+        Index(
+            "ix_transaction_unlinked",
+            "customer_ref_source_id",
+            "customer_ref_key",
+            **partial("customer_ref_source_id IS NOT NULL"),
+        ),
     )
 
 
@@ -114,5 +120,10 @@ class Interaction(Base):
 
     __table_args__ = (
         Index("ix_interaction_customer_time", "customer_id", "occurred_at", "direction"),
-        Index("ix_interaction_unlinked", "customer_ref_source_id", "customer_ref_key"),
+        Index(
+            "ix_interaction_unlinked",
+            "customer_ref_source_id",
+            "customer_ref_key",
+            **partial("customer_ref_source_id IS NOT NULL"),
+        ),
     )
