@@ -377,3 +377,45 @@ def test_chunk_reads_take_the_range_or_the_list(session: Session, world: World) 
             select(Customer.id).where(campaigns._of_ids(dialect, Customer.id, wanted))
         )
         assert sorted(got) == wanted
+
+
+def test_suppressions_are_found_on_every_channel(session: Session, world: World) -> None:
+    """SMS and letters too: a STOP on the mobile, a returned letter on the address (the
+    in-memory list and the per-chunk lookup give the same)."""
+    stopped = person(session, "Stopped", phone_mobile="+33612345678")
+    moved = person(session, "Moved", **ADDRESS)
+    consent(session, stopped, "sms", "granted", world.brand)
+    lines = ["", "", "", ADDRESS["address_line4"], "", ADDRESS["address_line6"]]
+    session.add_all(
+        [
+            Suppression(
+                channel="sms", value_hash=contact_hash("sms", "+33612345678"),
+                reason="unsubscribe", source="test",
+            ),
+            Suppression(
+                channel="postal", value_hash=contact_hash("postal", "|".join(lines).lower()),
+                reason="hard_bounce", source="test",
+            ),
+        ]
+    )  # fmt: skip
+    session.flush()
+    for in_memory in (True, False):
+        c = campaigns.create(
+            session, code="sms-memory" if in_memory else "sms-lookup", name="Sms",
+            segment="everyone", channels=["sms", "postal"], brand="SOLEIL", priority=50,
+            control_share=0.0,
+        )  # fmt: skip
+        campaigns.set_message(session, campaign=c, channel="sms", language="fr", body_text="Hi")
+        campaigns.set_message(session, campaign=c, channel="postal", language="fr", body_text="L")
+        limit = campaigns.SUPPRESSIONS_IN_MEMORY if in_memory else 0
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(campaigns, "SUPPRESSIONS_IN_MEMORY", limit)
+            campaigns.plan(
+                session, campaigns=[c], now=NOW, policies=campaigns.Policies(), dry_run=False
+            )
+        got = targets(session, c)
+        assert (got[stopped].group, got[stopped].reason) == ("excluded", "suppressed_unsubscribe")
+        assert (got[moved].group, got[moved].reason) == ("excluded", "suppressed_hard_bounce")
+        # the list holds an address, not a person: whoever lives there is left out
+        assert got[world.ids["fallback"]].reason == "suppressed_hard_bounce"
+        assert got[world.ids["optin"]].reason == "no_contact_point"

@@ -756,20 +756,35 @@ def _suppressions(
     table = lookups.suppressions
     if table is not None and not table:
         return  # an empty list: nothing to hash
-    wanted: dict[tuple[str, str], list[_Person]] = defaultdict(list)
     channels = lookups.channels
+    if table is not None:  # the list is in memory: look each contact point up as it is hashed
+        email, sms, phone, postal = (c in channels for c in ("email", "sms", "phone", "postal"))
+        for person in people.values():
+            found: list[tuple[str, list[tuple[str, int | None]] | None]] = []
+            if email and person.email:
+                found.append(("email", table.get(("email", contact_hash("email", person.email)))))
+            if (sms or phone) and person.mobile:
+                number = contact_hash("sms", person.mobile)  # the same for a call
+                if sms:
+                    found.append(("sms", table.get(("sms", number))))
+                if phone:
+                    found.append(("phone", table.get(("phone", number))))
+            if phone and person.fixed:
+                found.append(("phone", table.get(("phone", contact_hash("phone", person.fixed)))))
+            if postal and person.address:
+                key = ("postal", contact_hash("postal", person.address))
+                found.append(("postal", table.get(key)))
+            for channel, entries in found:
+                if entries:
+                    person.suppressed.setdefault(channel, []).extend(entries)
+        return
+    wanted: dict[tuple[str, str], list[_Person]] = defaultdict(list)
     for person in people.values():
         for channel, values in _addresses(person).items():
             if channel not in channels:
                 continue
             for value in values:
                 wanted[(channel, contact_hash(channel, value))].append(person)
-    if table is not None:
-        for key, persons in wanted.items():
-            for reason, brand_id in table.get(key, ()):
-                for person in persons:
-                    person.suppressed.setdefault(key[0], []).append((reason, brand_id))
-        return
     dialect = Dialect.of(session)
     hashes = sorted({h for _, h in wanted})
     sup = Suppression
