@@ -73,6 +73,14 @@ from tournesol.segments.models import Segment
 
 CODE: Final = re.compile(r"[a-z0-9][a-z0-9_\-]{0,59}")
 CHUNK: Final = 20_000
+# After a plan of at least this many customers, the statistics of the tables it filled are
+# brought up to date in its transaction (PostgreSQL's ANALYZE; nothing on SQLite).
+ANALYZE_AFTER: Final = 10_000
+PLAN_STATISTICS: Final[Mapping[str, Sequence[str]]] = {
+    "outbox": ("id", "state", "channel", "send_after", "campaign_id", "customer_id"),
+    "campaign_target": ("campaign_id", "customer_id", "group"),
+    "interaction": ("customer_id", "occurred_at", "direction", "type"),
+}
 # Outbox rows that count as contacts for the pressure (a failed or cancelled message never
 # reached anyone).
 CONTACT_STATES: Final = ("planned", "sending", "sent", "delivered", "bounced")
@@ -423,6 +431,10 @@ def plan(
             pool.shutdown()
         if reader is not None:
             reader.close()
+    if stage is not None and done >= ANALYZE_AFTER:
+        # The dispatcher claims from the outbox right after the commit: with the statistics
+        # of the empty table it was, PostgreSQL would nest its claim query over every row.
+        dialect.refresh_statistics(session.connection(), PLAN_STATISTICS)
     for run in runs:
         run.report.funnel = list(zip(STAGES, run.reached, strict=True))
         if not dry_run:
