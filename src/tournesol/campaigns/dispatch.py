@@ -71,8 +71,10 @@ from typing import Any, Final, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    BigInteger,
     Table,
     and_,
+    any_,
     bindparam,
     case,
     func,
@@ -82,6 +84,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from tournesol.campaigns import rules
@@ -437,9 +441,17 @@ class _Run:
             elif self.campaign_ids is not None:
                 due = due.where(t.c.campaign_id.in_(self.campaign_ids))
             due = due.order_by(t.c.send_after, t.c.id).limit(size).with_for_update(skip_locked=True)
+            if Dialect.of(session).name == "postgresql":
+                # the ids as one array, computed once: with `IN (subquery)` and the
+                # statistics of a smaller outbox (right after a bulk plan), PostgreSQL may
+                # run the locking subquery again for every row of the outbox
+                found = select(func.array_agg(due.subquery("due").c.id)).scalar_subquery()
+                claimable = t.c.id == any_(sql_cast(found, postgresql.ARRAY(BigInteger())))
+            else:
+                claimable = t.c.id.in_(due)
             statement = (
                 update(t)
-                .where(t.c.id.in_(due))
+                .where(claimable)
                 .values(
                     state="sending",
                     claimed_by=self.worker,
