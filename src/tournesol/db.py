@@ -200,13 +200,27 @@ class Dialect:
             return column.between(ids[0], ids[-1])
         return self.one_of(column, ids)
 
+    def around(self, column: Any, ids: Sequence[int]) -> Any:
+        """``column`` in the range of the sorted ``ids``, and among them only when they fill
+        less than half of it: unlike :meth:`among`, rows of other ids in the range may come
+        back (the caller drops them), because a range scan costs the database far less than
+        one index probe per id."""
+        low, high = ids[0], ids[-1]
+        if high - low + 1 <= 2 * len(ids):
+            return column.between(low, high)
+        return column.between(low, high) & self.one_of(column, ids)
+
     def json_param(self, name: str, *, binary: bool) -> Any:
         """A bound parameter that carries JSON already serialized as text, for a JSONB
         (``binary``) or JSON column on PostgreSQL; plain text on SQLite."""
-        param = bindparam(name, type_=String())
+        return self.json_text(bindparam(name, type_=String()), binary=binary)
+
+    def json_text(self, expr: Any, *, binary: bool) -> Any:
+        """An expression holding JSON as text, as a value for a JSONB (``binary``) or JSON
+        column on PostgreSQL; as it is on SQLite (a CAST there would change it)."""
         if self.name != "postgresql":
-            return param
-        return cast(param, postgresql.JSONB() if binary else postgresql.JSON())
+            return expr
+        return cast(expr, postgresql.JSONB() if binary else postgresql.JSON())
 
     def json_entries(self, column: Any, key: str) -> Any:
         """The (key, value) pairs of the JSON object under ``key`` in a JSON column, as a

@@ -373,9 +373,7 @@ def test_chunk_reads_take_the_range_or_the_list(session: Session, world: World) 
     ids = sorted(world.ids.values())
     dense, sparse = ids[2:6], [ids[0], ids[-1]]
     for wanted in (dense, sparse):
-        got = session.scalars(
-            select(Customer.id).where(campaigns._of_ids(dialect, Customer.id, wanted))
-        )
+        got = session.scalars(select(Customer.id).where(dialect.around(Customer.id, wanted)))
         assert sorted(got) == wanted
 
 

@@ -56,7 +56,6 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -605,16 +604,6 @@ def _blocked(restrictions: Sequence[Any] | None) -> frozenset[str]:
     return frozenset(blocked)
 
 
-def _of_ids(dialect: Dialect, column: Any, ids: Sequence[int]) -> Any:
-    """``column`` among the sorted ``ids``: their range alone when they fill at least half of
-    it (rows of others are dropped while reading; a range scan costs the database far less
-    than one index probe per id), else the range and the list."""
-    low, high = ids[0], ids[-1]
-    if high - low + 1 <= 2 * len(ids):
-        return column.between(low, high)
-    return column.between(low, high) & dialect.one_of(column, ids)
-
-
 def _load(
     session: Session,
     ids: Sequence[int],
@@ -634,7 +623,7 @@ def _load(
     b2b = set(
         conn.scalars(
             select(OrganisationContact.customer_id)
-            .where(_of_ids(dialect, OrganisationContact.customer_id, ids))
+            .where(dialect.around(OrganisationContact.customer_id, ids))
             .distinct()
         )
     )
@@ -643,7 +632,7 @@ def _load(
             c.id, c.email, c.phone_mobile, c.phone_fixed, c.address_line1, c.address_line2,
             c.address_line3, c.address_line4, c.address_line5, c.address_line6, c.language,
             c.country,
-        ).where(_of_ids(dialect, c.id, ids), c.status == "active")
+        ).where(dialect.around(c.id, ids), c.status == "active")
     )  # fmt: skip
     zones = COUNTRY_ZONES
     default_zone = policies.default_timezone
@@ -662,7 +651,7 @@ def _load(
     for customer_id, channel, purpose, brand_id, status, collected_at, provable in conn.execute(
         select(
             s.customer_id, s.channel, s.purpose, s.brand_id, s.status, s.collected_at, s.provable
-        ).where(_of_ids(dialect, s.customer_id, ids))
+        ).where(dialect.around(s.customer_id, ids))
     ):
         person = people.get(customer_id)
         if person is not None:
@@ -673,7 +662,7 @@ def _load(
     for customer_id, channel, preferred, days, hours, language, max_per_week in conn.execute(
         select(
             p.customer_id, p.channel, p.preferred, p.days, p.hours, p.language, p.max_per_week
-        ).where(_of_ids(dialect, p.customer_id, ids))
+        ).where(dialect.around(p.customer_id, ids))
     ):
         person = people.get(customer_id)
         if person is None:
@@ -690,7 +679,7 @@ def _load(
     t = Transaction
     for buyer, brand_id, last in conn.execute(
         select(t.customer_id, t.brand_id, func.max(t.occurred_at))
-        .where(_of_ids(dialect, t.customer_id, ids), t.kind != "return", t.occurred_at <= now)
+        .where(dialect.around(t.customer_id, ids), t.kind != "return", t.occurred_at <= now)
         .group_by(t.customer_id, t.brand_id)
     ):
         person = people.get(buyer) if buyer is not None else None
@@ -707,7 +696,7 @@ def _load(
     contact = rules.Contact
     for customer_id, send_after, channel, brand_id, purpose in conn.execute(
         select(o.customer_id, o.send_after, o.channel, o.brand_id, o.purpose).where(
-            _of_ids(dialect, o.customer_id, ids),
+            dialect.around(o.customer_id, ids),
             o.state.in_(CONTACT_STATES),
             o.send_after > now - horizon,
         )
@@ -734,7 +723,7 @@ def _restrictions(
         customer_id
         for customer_id in conn.scalars(
             select(sr.customer_id)
-            .where(_of_ids(dialect, sr.customer_id, ids), sr.source_id.in_(sorted(blocks)))
+            .where(dialect.around(sr.customer_id, ids), sr.source_id.in_(sorted(blocks)))
             .distinct()
         )
         if customer_id in people
@@ -1052,7 +1041,7 @@ def _insert_staged(conn: Connection, runs: Sequence[_Run], stage: Table, now: da
             ),
         )
     )  # fmt: skip
-    payload_json: Any = sql_cast(st.payload, postgresql.JSONB()) if postgres else st.payload
+    payload_json = dialect.json_text(st.payload, binary=True)
     for run in runs:
         campaign = run.campaign
         mine = st.campaign_id == campaign.id
