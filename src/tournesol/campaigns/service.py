@@ -317,19 +317,52 @@ class _Person:
     address: str | None
     language: str | None
     zone: str
-    facts: list[rules.ConsentFact] = field(default_factory=list)
+    # The containers below stay None until the customer has something in them: most have
+    # no window, suppression or recent contact, and a plan builds a million of these.
+    facts: list[rules.ConsentFact] | None = None
     preferred: str | None = None
-    windows: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
-    suppressed: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)
+    windows: dict[str, tuple[str | None, str | None]] | None = None
+    suppressed: dict[str, list[tuple[str, int | None]]] | None = None
     blocked: frozenset[str] = frozenset()  # channels its sources keep it out of ("*": all)
-    bought: dict[int | None, datetime] = field(default_factory=dict)  # brand -> last purchase
-    history: list[rules.Contact] = field(default_factory=list)
+    bought: dict[int | None, datetime] | None = None  # brand -> last purchase
+    history: list[rules.Contact] | None = None
     max_per_week: int | None = None  # the customer's own cap (preference center)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """What the rules read of a campaign, copied once per plan: each read of an ORM
+    instance's attribute goes through SQLAlchemy's instrumentation, and a plan reads them
+    for every customer."""
+
+    id: int
+    code: str
+    name: str
+    brand_id: int | None
+    purpose: str
+    channels: tuple[str, ...]
+    priority: int
+    expected_value: float
+    default_language: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    control_salt: str
+    control_share: float
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> _Spec:
+        return cls(
+            campaign.id, campaign.code, campaign.name, campaign.brand_id, campaign.purpose,
+            tuple(campaign.channels), campaign.priority, float(campaign.expected_value),
+            campaign.default_language, campaign.starts_at, campaign.ends_at,
+            campaign.control_salt, float(campaign.control_share),
+        )  # fmt: skip
 
 
 @dataclass
 class _Run:
     campaign: Campaign
+    spec: _Spec
     members: set[int]
     languages: dict[str, list[str]]
     report: PlanReport
@@ -400,7 +433,7 @@ def plan(
         while part is not None:
             outcomes = _decide(runs, people, now=now, policies=policies)
             for run in runs:
-                _count(run, outcomes.get(run.campaign.id, {}))
+                _count(run, outcomes.get(run.spec.id, {}))
             if pending is not None:
                 pending.result()
                 pending = None
@@ -552,7 +585,9 @@ def _prepare(session: Session, campaign: Campaign, *, dry_run: bool) -> _Run:
         raise CampaignError(f"campaign {campaign.code} was planned already")
     compiled = segment_service.compile(session, segment.definition)
     members = set(session.scalars(compiled.query))
-    return _Run(campaign, members, dict(languages), PlanReport(campaign.code, dry_run))
+    return _Run(
+        campaign, _Spec.of(campaign), members, dict(languages), PlanReport(campaign.code, dry_run)
+    )
 
 
 @dataclass
@@ -563,6 +598,8 @@ class _Lookups:
     blocks: dict[int, frozenset[str]]  # source id -> channels it keeps out of ("*": all)
     suppressions: dict[tuple[str, str], list[tuple[str, int | None]]] | None
     channels: frozenset[str]  # the channels the plan's campaigns use
+    purposes: frozenset[str]  # their purposes
+    brands: frozenset[int | None]  # their brands (None: a group-wide campaign)
 
 
 # Up to this many suppression rows are read once per plan; beyond, per chunk by hash.
@@ -589,8 +626,10 @@ def _lookups(session: Session, runs: Sequence[_Run], *, now: datetime) -> _Looku
         for channel, value_hash, reason, brand_id in rows:
             table[(channel, value_hash)].append((reason, brand_id))
         table = dict(table)
-    channels = frozenset(c for run in runs for c in run.campaign.channels)
-    return _Lookups(blocks, table, channels)
+    channels = frozenset(c for run in runs for c in run.spec.channels)
+    purposes = frozenset(run.spec.purpose for run in runs)
+    brands = frozenset(run.spec.brand_id for run in runs)
+    return _Lookups(blocks, table, channels, purposes, brands)
 
 
 def _blocked(restrictions: Sequence[Any] | None) -> frozenset[str]:
@@ -620,14 +659,18 @@ def _load(
     wanted = set(ids)
     c = Customer
     people: dict[int, _Person] = {}
-    b2b = set(
-        conn.scalars(
+    rows_of = dialect.driver_rows  # plain tuples: ids, text, aware date-times compared only
+    b2b = {
+        row[0]
+        for row in rows_of(
+            conn,
             select(OrganisationContact.customer_id)
             .where(dialect.around(OrganisationContact.customer_id, ids))
-            .distinct()
+            .distinct(),
         )
-    )
-    rows = conn.execute(
+    }
+    rows = rows_of(
+        conn,
         select(
             c.id, c.email, c.phone_mobile, c.phone_fixed, c.address_line1, c.address_line2,
             c.address_line3, c.address_line4, c.address_line5, c.address_line6, c.language,
@@ -648,21 +691,33 @@ def _load(
         )  # fmt: skip
     s = ConsentState
     fact = rules.ConsentFact
-    for customer_id, channel, purpose, brand_id, status, collected_at, provable in conn.execute(
+    # Only the consents the plan's campaigns can read: their channels (and "any"), their
+    # purposes, the group's and their brands' (rules.decide_consent ignores the others).
+    brands = sorted(b for b in lookups.brands if b is not None)
+    for customer_id, channel, purpose, brand_id, status, collected_at, provable in rows_of(
+        conn,
         select(
             s.customer_id, s.channel, s.purpose, s.brand_id, s.status, s.collected_at, s.provable
-        ).where(dialect.around(s.customer_id, ids))
+        ).where(
+            dialect.around(s.customer_id, ids),
+            s.channel.in_(sorted(lookups.channels | {"any"})),
+            s.purpose.in_(sorted(lookups.purposes)),
+            s.brand_id.is_(None) | s.brand_id.in_(brands) if brands else s.brand_id.is_(None),
+        ),
     ):
         person = people.get(customer_id)
         if person is not None:
-            person.facts.append(
-                fact(channel, purpose, brand_id, status, collected_at, bool(provable))
-            )
+            item = fact(channel, purpose, brand_id, status, collected_at, bool(provable))
+            if person.facts is None:
+                person.facts = [item]
+            else:
+                person.facts.append(item)
     p = Preference
-    for customer_id, channel, preferred, days, hours, language, max_per_week in conn.execute(
+    for customer_id, channel, preferred, days, hours, language, max_per_week in rows_of(
+        conn,
         select(
             p.customer_id, p.channel, p.preferred, p.days, p.hours, p.language, p.max_per_week
-        ).where(dialect.around(p.customer_id, ids))
+        ).where(dialect.around(p.customer_id, ids)),
     ):
         person = people.get(customer_id)
         if person is None:
@@ -670,6 +725,8 @@ def _load(
         if preferred and channel != "any":
             person.preferred = channel
         if days or hours:
+            if person.windows is None:
+                person.windows = {}
             person.windows[channel] = (days, hours)
         if channel == "any":
             # what the customer chose (preference center, call center) beats the record's
@@ -677,13 +734,16 @@ def _load(
                 person.language = language
             person.max_per_week = max_per_week
     t = Transaction
-    for buyer, brand_id, last in conn.execute(
+    for buyer, brand_id, last in rows_of(
+        conn,
         select(t.customer_id, t.brand_id, func.max(t.occurred_at))
         .where(dialect.around(t.customer_id, ids), t.kind != "return", t.occurred_at <= now)
-        .group_by(t.customer_id, t.brand_id)
+        .group_by(t.customer_id, t.brand_id),
     ):
         person = people.get(buyer) if buyer is not None else None
         if person is not None and last is not None:
+            if person.bought is None:
+                person.bought = {}
             person.bought[brand_id] = last
     if lookups.blocks:
         _restrictions(session, people, ids, lookups.blocks)
@@ -694,15 +754,18 @@ def _load(
     # array test over the new rows then costs rows x ids. Chunks come in id order, so the
     # rows written so far all fall outside this chunk's range and are skipped cheaply.
     contact = rules.Contact
-    for customer_id, send_after, channel, brand_id, purpose in conn.execute(
+    for customer_id, send_after, channel, brand_id, purpose in rows_of(
+        conn,
         select(o.customer_id, o.send_after, o.channel, o.brand_id, o.purpose).where(
             dialect.around(o.customer_id, ids),
             o.state.in_(CONTACT_STATES),
             o.send_after > now - horizon,
-        )
+        ),
     ):
         person = people.get(customer_id)
         if person is not None:
+            if person.history is None:
+                person.history = []
             person.history.append(contact(send_after, channel, brand_id, purpose))
     return people
 
@@ -736,6 +799,22 @@ def _restrictions(
                 per[owner].append(blocks.get(source_id, frozenset()))
     for customer_id, sets in per.items():
         people[customer_id].blocked = frozenset.intersection(*sets)
+
+
+_NO_CONTACT_POINT: Final = rules.Decision(False, rules.Reason.NO_CONTACT_POINT, "")
+
+
+def _points(person: _Person, channel: str) -> list[str]:
+    """The contact points of one channel, in the order they are used (see _addresses)."""
+    if channel == "email":
+        return [person.email] if person.email else []
+    if channel == "sms":
+        return [person.mobile] if person.mobile else []
+    if channel == "phone":
+        return [v for v in (person.mobile, person.fixed) if v]
+    if channel == "postal":
+        return [person.address] if person.address else []
+    return []
 
 
 def _addresses(person: _Person) -> dict[str, list[str]]:
@@ -777,6 +856,8 @@ def _suppressions(
                 found.append(("postal", table.get(key)))
             for channel, entries in found:
                 if entries:
+                    if person.suppressed is None:
+                        person.suppressed = {}
                     person.suppressed.setdefault(channel, []).extend(entries)
         return
     wanted: dict[tuple[str, str], list[_Person]] = defaultdict(list)
@@ -798,6 +879,8 @@ def _suppressions(
         )
         for channel, value_hash, reason, brand_id in rows:
             for person in wanted.get((channel, value_hash), ()):
+                if person.suppressed is None:
+                    person.suppressed = {}
                 person.suppressed.setdefault(channel, []).append((reason, brand_id))
 
 
@@ -805,7 +888,7 @@ def _decide(
     runs: Sequence[_Run], people: Mapping[int, _Person], *, now: datetime, policies: Policies
 ) -> dict[int, dict[int, _Outcome]]:
     """campaign id -> customer id -> outcome, for the customers of this chunk."""
-    out: dict[int, dict[int, _Outcome]] = {r.campaign.id: {} for r in runs}
+    out: dict[int, dict[int, _Outcome]] = {r.spec.id: {} for r in runs}
     contract_since = now - timedelta(days=policies.contract_days)
     own_caps: dict[int, rules.PressurePolicy] = {}
     for person in people.values():
@@ -815,19 +898,17 @@ def _decide(
             if person.id not in run.members:
                 continue
             outcome = _eligible(run, person, now=now, policies=policies, since=contract_since)
-            out[run.campaign.id][person.id] = outcome
+            out[run.spec.id][person.id] = outcome
             if outcome.group == "target":
-                campaign = run.campaign
+                spec = run.spec
                 assert outcome.send_at is not None and outcome.channel is not None
                 contact = rules.Contact(
-                    outcome.send_at, outcome.channel, campaign.brand_id, campaign.purpose
+                    outcome.send_at, outcome.channel, spec.brand_id, spec.purpose
                 )
                 candidates.append(
-                    rules.Candidate(
-                        campaign.id, campaign.priority, float(campaign.expected_value), contact
-                    )
+                    rules.Candidate(spec.id, spec.priority, spec.expected_value, contact)
                 )
-                pending[campaign.id] = outcome
+                pending[spec.id] = outcome
         if not candidates:
             continue
         pressure = policies.pressure
@@ -835,7 +916,7 @@ def _decide(
             pressure = own_caps.get(person.max_per_week) or own_caps.setdefault(
                 person.max_per_week, _with_own_cap(pressure, person.max_per_week)
             )
-        _accepted, refused = rules.arbitrate(pressure, person.history, candidates)
+        _accepted, refused = rules.arbitrate(pressure, person.history or (), candidates)
         for candidate, reason, detail in refused:
             outcome = pending[candidate.campaign_id]
             outcome.group, outcome.reason, outcome.detail = "excluded", str(reason), detail
@@ -852,23 +933,24 @@ def _eligible(
     run: _Run, person: _Person, *, now: datetime, policies: Policies, since: datetime
 ) -> _Outcome:
     """The outcome of one campaign for one customer, pressure aside."""
-    campaign = run.campaign
-    brand = campaign.brand_id
-    bought = person.bought.values() if brand is None else [person.bought.get(brand)]
-    last = max((b for b in bought if b is not None), default=None)
-    addresses = _addresses(person)
+    spec = run.spec
+    brand = spec.brand_id
+    last = None
+    if person.bought:
+        bought = person.bought.values() if brand is None else [person.bought.get(brand)]
+        last = max((b for b in bought if b is not None), default=None)
     allowed: dict[str, rules.Decision] = {}
-    for channel in campaign.channels:
-        if not addresses[channel]:  # nothing to send to: whatever the consent says
-            allowed[channel] = rules.Decision(False, rules.Reason.NO_CONTACT_POINT, "")
+    for channel in spec.channels:
+        if not _points(person, channel):  # nothing to send to: whatever the consent says
+            allowed[channel] = _NO_CONTACT_POINT
             continue
         decision = rules.decide_consent(
             policies.consent,
             channel=channel,
-            purpose=campaign.purpose,
+            purpose=spec.purpose,
             brand_id=brand,
             audience=person.audience,
-            facts=person.facts,
+            facts=person.facts or (),
             bought_from_brand=last is not None,
             has_contract=last is not None and last >= since,
             now=now,
@@ -876,21 +958,22 @@ def _eligible(
         if decision.allowed:
             decision = _reachable(channel, decision, person, brand)
         allowed[channel] = decision
-    chosen, reason = rules.choose_channel(campaign.channels, allowed, preferred=person.preferred)
+    chosen, reason = rules.choose_channel(spec.channels, allowed, preferred=person.preferred)
     if chosen is None:
         return _Outcome("excluded", reason=str(reason))
     channel = chosen
     language = rules.pick_language(
-        run.languages[channel], customer=person.language, default=campaign.default_language
+        run.languages[channel], customer=person.language, default=spec.default_language
     )
     if language is None:
         return _Outcome("excluded", channel=channel, reason=str(rules.Reason.LANGUAGE_UNAVAILABLE))
-    days, hours = person.windows.get(channel) or person.windows.get("any") or (None, None)
+    windows = person.windows
+    days, hours = (windows.get(channel) or windows.get("any") if windows else None) or (None, None)
     if channel == "phone" and days is None and hours is None:
         days, hours = rules.PHONE_PROSPECTING_DAYS, rules.PHONE_PROSPECTING_HOURS
-    earliest = max(now, campaign.starts_at) if campaign.starts_at is not None else now
+    earliest = max(now, spec.starts_at) if spec.starts_at is not None else now
     send_at = rules.next_contact_time(
-        earliest, days=days, hours=hours, tz=person.zone, latest=campaign.ends_at
+        earliest, days=days, hours=hours, tz=person.zone, latest=spec.ends_at
     )
     if send_at is None:
         return _Outcome(
@@ -899,8 +982,8 @@ def _eligible(
             language=language,
             reason=str(rules.Reason.OUTSIDE_CONTACT_WINDOW),
         )
-    address = addresses[channel][0]
-    if rules.in_control(person.id, campaign.control_salt, campaign.control_share):
+    address = _points(person, channel)[0]
+    if rules.in_control(person.id, spec.control_salt, spec.control_share):
         return _Outcome(
             "control", channel, language, str(rules.Reason.CONTROL_GROUP), None, send_at
         )
@@ -917,7 +1000,7 @@ def _reachable(
     if "*" in person.blocked or channel in person.blocked:
         return rules.Decision(False, rules.Reason.RESTRICTED_SOURCE, decision.basis)
     found: list[rules.Reason] = []
-    for reason, sup_brand in person.suppressed.get(channel, ()):
+    for reason, sup_brand in person.suppressed.get(channel, ()) if person.suppressed else ():
         if reason == "unsubscribe" and sup_brand is not None and sup_brand != brand:
             continue  # an unsubscribe from another brand
         if reason == "opposition" and decision.basis != "opt_out_regime":
@@ -1000,7 +1083,7 @@ def _stage_rows(
     """One chunk's outcomes into the staging table, one row per campaign and customer."""
     rows: list[tuple[Any, ...]] = []
     for run in runs:
-        campaign_id = run.campaign.id
+        campaign_id = run.spec.id
         last_at: datetime | None = None
         iso = ""
         for customer_id, o in outcomes.get(campaign_id, {}).items():
@@ -1016,7 +1099,11 @@ def _stage_rows(
                 (campaign_id, customer_id, o.group, o.channel, o.language, o.reason, o.detail,
                  o.send_at, o.address, payload + "}")
             )  # fmt: skip
-    Dialect.of(session).copy_rows(session.connection(), stage, STAGE_COLUMNS, rows)
+    dialect = Dialect.of(session)
+    # On PostgreSQL the rows are in driver form already (send_at an aware date-time, the
+    # payload JSON text): no per-value conversion.
+    prepared = dialect.name == "postgresql"
+    dialect.copy_rows(session.connection(), stage, STAGE_COLUMNS, rows, prepared=prepared)
 
 
 def _insert_staged(conn: Connection, runs: Sequence[_Run], stage: Table, now: datetime) -> None:
@@ -1043,7 +1130,7 @@ def _insert_staged(conn: Connection, runs: Sequence[_Run], stage: Table, now: da
     )  # fmt: skip
     payload_json = dialect.json_text(st.payload, binary=True)
     for run in runs:
-        campaign = run.campaign
+        campaign = run.spec
         mine = st.campaign_id == campaign.id
         brand = const(campaign.brand_id, BigId)
         conn.execute(
