@@ -909,6 +909,32 @@ def test_the_cap_check_agrees_with_brute_force(
     assert (verdict is None) is _brute_force_fits(hours, 0, max_contacts, period)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    caps=st.lists(
+        st.tuples(st.integers(0, 3), st.sampled_from([None, "email", "sms"]), st.booleans()),
+        max_size=3,
+    ),
+    channel=st.sampled_from(["email", "sms", "postal"]),
+    purpose=st.sampled_from(["marketing", "transactional"]),
+)
+def test_an_empty_history_is_decided_as_the_general_case_would(
+    caps: list[tuple[int, str | None, bool]], channel: str, purpose: str
+) -> None:
+    # the shortcut for an empty history against the general path: a history holding only
+    # a transactional contact (which never counts) is empty for the rules
+    policy = PressurePolicy(
+        caps=tuple(
+            CapRule(f"cap{i}", most, 7 * DAY, channel=ch, per_brand=per_brand)
+            for i, (most, ch, per_brand) in enumerate(caps)
+        ),
+        min_gap=timedelta(hours=48),
+    )
+    proposed = Contact(NOW, channel, 1, purpose)
+    exempt_only = [Contact(NOW, "email", 1, "transactional")]
+    assert check_pressure(policy, [], proposed) == check_pressure(policy, exempt_only, proposed)
+
+
 # --------------------------------------------------------------------------- arbitration
 
 

@@ -811,6 +811,11 @@ def check_pressure(
     exempt = policy.exempt_purposes
     if proposed.purpose in exempt:
         return None
+    if not history:  # the common case in a plan: only a cap of 0 can refuse
+        for cap in policy.caps:
+            if cap.max_contacts == 0 and cap.channel in (None, proposed.channel):
+                return Reason.PRESSURE_CAP, cap.describe()
+        return None
     at = proposed.at
     for cap in policy.caps:
         channel = cap.channel

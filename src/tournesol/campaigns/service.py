@@ -406,6 +406,8 @@ def plan(
         horizon = max(horizon, policies.pressure.min_gap)
     lookups = _lookups(session, runs, now=now)
     reader = None if dry_run else _Reader.start(session)
+    if not dry_run:
+        _lock(session, runs)
     stage = None if dry_run else _stage(session)
     parts = iter(chunked(everyone, min(CHUNK, dialect.max_params - 10)))
 
@@ -434,11 +436,12 @@ def plan(
             outcomes = _decide(runs, people, now=now, policies=policies)
             for run in runs:
                 _count(run, outcomes.get(run.spec.id, {}))
-            if pending is not None:
+            rows = _stage_rows(runs, outcomes) if stage is not None else []
+            if pending is not None:  # the connection is free once the last inserts are done
                 pending.result()
                 pending = None
             if stage is not None:
-                _stage_rows(session, runs, outcomes, stage=stage)
+                _copy_stage(session, stage, rows)
             done += len(part)
             if reader is None:
                 part = next(parts, None)
@@ -475,6 +478,23 @@ def plan(
             run.campaign.updated_at = now
     session.flush()
     return [r.report for r in runs]
+
+
+def _lock(session: Session, runs: Sequence[_Run]) -> None:
+    """Lock the campaigns being planned until the commit (PostgreSQL; SQLite's writer lock
+    covers it): the target and outbox rows reference them without a foreign key, so this
+    is what keeps a campaign from being deleted, or planned twice at once, meanwhile. Taken
+    after the reader's snapshot: a lock gives the transaction an id, and a snapshot can only
+    be shared before."""
+    ids = sorted(run.spec.id for run in runs)
+    locked = set(
+        session.scalars(
+            select(Campaign.id).where(Campaign.id.in_(ids)).with_for_update(of=Campaign)
+        )
+    )
+    missing = [run.spec.code for run in runs if run.spec.id not in locked]
+    if missing:
+        raise CampaignError(f"campaign {', '.join(missing)} was deleted while being planned")
 
 
 _SNAPSHOT: Final = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
@@ -734,12 +754,12 @@ def _load(
                 person.language = language
             person.max_per_week = max_per_week
     t = Transaction
-    for buyer, brand_id, last in rows_of(
-        conn,
-        select(t.customer_id, t.brand_id, func.max(t.occurred_at))
-        .where(dialect.around(t.customer_id, ids), t.kind != "return", t.occurred_at <= now)
-        .group_by(t.customer_id, t.brand_id),
-    ):
+    purchases = select(t.customer_id, t.brand_id, func.max(t.occurred_at)).where(
+        dialect.around(t.customer_id, ids), t.kind != "return", t.occurred_at <= now
+    )
+    if None not in lookups.brands:  # no group-wide campaign: only the plan's brands matter
+        purchases = purchases.where(t.brand_id.in_(brands))
+    for buyer, brand_id, last in rows_of(conn, purchases.group_by(t.customer_id, t.brand_id)):
         person = people.get(buyer) if buyer is not None else None
         if person is not None and last is not None:
             if person.bought is None:
@@ -1069,18 +1089,23 @@ def _stage(session: Session) -> Table:
     """The plan's temporary table, created (or emptied) for this plan."""
     conn = session.connection()
     _STAGE.create(conn, checkfirst=True)
-    conn.execute(_STAGE.delete())
+    _empty(conn, _STAGE)
     return _STAGE
 
 
+def _empty(conn: Connection, stage: Table) -> None:
+    """Empty the staging table: TRUNCATE on PostgreSQL (a DELETE leaves every row dead in
+    it for the next chunk's reads to skip), DELETE on SQLite."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'TRUNCATE "{stage.name}"')
+    else:
+        conn.execute(stage.delete())
+
+
 def _stage_rows(
-    session: Session,
-    runs: Sequence[_Run],
-    outcomes: Mapping[int, Mapping[int, _Outcome]],
-    *,
-    stage: Table,
-) -> None:
-    """One chunk's outcomes into the staging table, one row per campaign and customer."""
+    runs: Sequence[_Run], outcomes: Mapping[int, Mapping[int, _Outcome]]
+) -> list[tuple[Any, ...]]:
+    """One chunk's outcomes as rows of the staging table, one per campaign and customer."""
     rows: list[tuple[Any, ...]] = []
     for run in runs:
         campaign_id = run.spec.id
@@ -1099,6 +1124,11 @@ def _stage_rows(
                 (campaign_id, customer_id, o.group, o.channel, o.language, o.reason, o.detail,
                  o.send_at, o.address, payload + "}")
             )  # fmt: skip
+    return rows
+
+
+def _copy_stage(session: Session, stage: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows of :func:`_stage_rows` into the staging table."""
     dialect = Dialect.of(session)
     # On PostgreSQL the rows are in driver form already (send_at an aware date-time, the
     # payload JSON text): no per-value conversion.
@@ -1160,7 +1190,7 @@ def _insert_staged(conn: Connection, runs: Sequence[_Run], stage: Table, now: da
                 ).where(mine),
             )
         )  # fmt: skip
-    conn.execute(stage.delete())
+    _empty(conn, stage)
 
 
 def _table(model: Any) -> Table:

@@ -112,14 +112,20 @@ class Interaction(Base):
     campaign_code: Mapped[str | None] = mapped_column(String(100))
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brand.id"))
     source_id: Mapped[int | None] = mapped_column(ForeignKey("source.id"))
-    source_record_id: Mapped[int | None] = mapped_column(
-        ForeignKey("source_record.id"), unique=True
-    )
+    source_record_id: Mapped[int | None] = mapped_column(ForeignKey("source_record.id"))
     payload: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     __table_args__ = (
         Index("ix_interaction_customer_time", "customer_id", "occurred_at", "direction"),
+        # unique where set: the rows without a source record (campaign actions, collected
+        # events: most of them) stay out of this index
+        Index(
+            "uq_interaction_source_record_id",
+            "source_record_id",
+            unique=True,
+            **partial("source_record_id IS NOT NULL"),
+        ),
         Index(
             "ix_interaction_unlinked",
             "customer_ref_source_id",
