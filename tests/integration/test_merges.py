@@ -60,6 +60,8 @@ BUSINESS_TABLES = (
     "campaign_target",
     "outbox",
     "campaign_attribution",
+    "journey_instance",
+    "journey_inbox",
 )
 LOG_TABLES = ("merge_event", "merge_move", "identity_run", "match_review")
 # the models of merges.MOVABLE: rows that belong to a customer

@@ -78,7 +78,12 @@ MOVABLE: dict[str, tuple[Table, tuple[str, ...]]] = {
 # segment stays are history too (the absorbed customer leaves at the next snapshot); features,
 # RFM and scores are derived from the history and recomputed by their refresh; the current
 # consent states are rewritten from the moved consents (consent_service.refresh_state).
+# Journey instances and their inbox stay with the absorbed customer: an instance is pinned
+# to the person it started for (its waits, its sends' keys); the worker ends the instances of
+# a customer who is no longer active, and the survivor's own events start their own.
 NOT_MOVED = {
+    "journey_instance",
+    "journey_inbox",
     "consent_state",
     "audit_log",
     "customer_name_key",
