@@ -1439,8 +1439,9 @@ def requeue_in_doubt(session: Session, *, campaign_id: int | None = None, now: d
 
 
 def finish_campaigns(session: Session, *, now: datetime) -> list[str]:
-    """Running campaigns with no ``planned`` or ``sending`` row left become ``done``
-    (``finished_at`` = ``now``). Writes in the caller's transaction; returns their codes."""
+    """Running planned campaigns (a triggered one runs until stopped) with no ``planned`` or
+    ``sending`` row left become ``done`` (``finished_at`` = ``now``). Writes in the caller's
+    transaction; returns their codes."""
     t = _OUTBOX
     open_rows = (
         select(t.c.id)
@@ -1449,7 +1450,9 @@ def finish_campaigns(session: Session, *, now: datetime) -> list[str]:
     )
     done = list(
         session.scalars(
-            select(Campaign).where(Campaign.status == "running", ~open_rows).order_by(Campaign.code)
+            select(Campaign)
+            .where(Campaign.status == "running", Campaign.kind == "planned", ~open_rows)
+            .order_by(Campaign.code)
         )
     )
     for campaign in done:

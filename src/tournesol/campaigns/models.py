@@ -45,6 +45,9 @@ class Campaign(Base):
     segment_id: Mapped[int | None] = mapped_column(ForeignKey("segment.id"))
     channels: Mapped[list[str]] = mapped_column(Json, default=list)  # fallback order
     purpose: Mapped[str] = mapped_column(String(40), default="marketing")
+    # planned: its segment is planned at once; triggered: always running, each message sent
+    # when a journey asks the dispatch gate (service.admit)
+    kind: Mapped[str] = mapped_column(String(20), default="planned", server_default="planned")
     status: Mapped[str] = mapped_column(String(20), default="draft")
     starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

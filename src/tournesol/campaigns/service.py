@@ -71,6 +71,7 @@ from tournesol.segments import service as segment_service
 from tournesol.segments.models import Segment
 
 CODE: Final = re.compile(r"[a-z0-9][a-z0-9_\-]{0,59}")
+KINDS: Final = ("planned", "triggered")
 CHUNK: Final = 20_000
 # After a plan of at least this many customers, the statistics of the tables it filled are
 # brought up to date in its transaction (PostgreSQL's ANALYZE; nothing on SQLite).
@@ -179,8 +180,9 @@ def create(
     *,
     code: str,
     name: str,
-    segment: str,
+    segment: str | None,
     channels: Sequence[str],
+    kind: str = "planned",
     brand: str | None = None,
     objective: str | None = None,
     purpose: str = "marketing",
@@ -195,14 +197,22 @@ def create(
     default_language: str = "fr",
     created_by: str | None = None,
 ) -> Campaign:
-    """A new draft campaign on a saved segment. Raises CampaignError on a bad value."""
+    """A new campaign. ``kind`` planned (the default): a draft on a saved segment, planned at
+    once later; triggered: no segment, running at once, its messages sent one by one when a
+    journey asks (:func:`admit`). Raises CampaignError on a bad value."""
     if not CODE.fullmatch(code):
         raise CampaignError("code: lower-case letters, digits, _ or -, up to 60 characters")
     if get_by_code(session, code=code) is not None:
         raise CampaignError(f"code: a campaign {code!r} exists already")
-    seg = segment_service.get_by_code(session, code=segment)
-    if seg is None:
-        raise CampaignError(f"segment: no saved segment {segment!r} (tournesol segments list)")
+    if kind not in KINDS:
+        raise CampaignError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
+    seg = None
+    if segment is not None:
+        seg = segment_service.get_by_code(session, code=segment)
+        if seg is None:
+            raise CampaignError(f"segment: no saved segment {segment!r} (tournesol segments list)")
+    elif kind == "planned":
+        raise CampaignError("segment: a planned campaign needs a saved segment")
     order = _channels(channels)
     brand_id = None
     if brand is not None:
@@ -221,10 +231,11 @@ def create(
         name=name.strip() or code,
         brand_id=brand_id,
         objective=objective,
-        segment_id=seg.id,
+        segment_id=seg.id if seg is not None else None,
         channels=order,
         purpose=purpose,
-        status="draft",
+        kind=kind,
+        status="draft" if kind == "planned" else "running",
         starts_at=starts_at,
         ends_at=ends_at,
         priority=priority,
@@ -399,11 +410,7 @@ def plan(
     runs = [_prepare(session, c, dry_run=dry_run) for c in campaigns]
     everyone = sorted(set().union(*(r.members for r in runs)))
     dialect = Dialect.of(session)
-    # the history the caps look at: a week at least (the customers' own weekly caps)
-    horizon = max((p.period for p in policies.pressure.caps), default=timedelta(days=7))
-    horizon = max(horizon, timedelta(days=7))
-    if policies.pressure.min_gap is not None:
-        horizon = max(horizon, policies.pressure.min_gap)
+    horizon = _horizon(policies)
     lookups = _lookups(session, runs, now=now)
     reader = None if dry_run else _Reader.start(session)
     if not dry_run:
@@ -478,6 +485,16 @@ def plan(
             run.campaign.updated_at = now
     session.flush()
     return [r.report for r in runs]
+
+
+def _horizon(policies: Policies) -> timedelta:
+    """How far back the pressure rules look: the longest cap or gap, a week at least (the
+    customers' own weekly caps)."""
+    horizon = max((p.period for p in policies.pressure.caps), default=timedelta(days=7))
+    horizon = max(horizon, timedelta(days=7))
+    if policies.pressure.min_gap is not None:
+        horizon = max(horizon, policies.pressure.min_gap)
+    return horizon
 
 
 def _lock(session: Session, runs: Sequence[_Run]) -> None:
@@ -578,6 +595,10 @@ class _Reader:
 
 
 def _prepare(session: Session, campaign: Campaign, *, dry_run: bool) -> _Run:
+    if campaign.kind != "planned":
+        raise CampaignError(
+            f"campaign {campaign.code} is triggered: journeys send its messages one by one"
+        )
     if campaign.status not in ("draft", "scheduled"):
         raise CampaignError(
             f"campaign {campaign.code} is {campaign.status}: "
@@ -628,11 +649,7 @@ SUPPRESSIONS_IN_MEMORY: Final = 2_000_000
 
 def _lookups(session: Session, runs: Sequence[_Run], *, now: datetime) -> _Lookups:
     conn = session.connection()
-    blocks: dict[int, frozenset[str]] = {}
-    for source_id, restrictions in conn.execute(select(Source.id, Source.restrictions)):
-        blocked = _blocked(restrictions)
-        if blocked:
-            blocks[source_id] = blocked
+    blocks = _source_blocks(session)
     sup = Suppression
     current = (sup.expires_at.is_(None)) | (sup.expires_at > now)
     table: dict[tuple[str, str], list[tuple[str, int | None]]] | None = None
@@ -650,6 +667,16 @@ def _lookups(session: Session, runs: Sequence[_Run], *, now: datetime) -> _Looku
     purposes = frozenset(run.spec.purpose for run in runs)
     brands = frozenset(run.spec.brand_id for run in runs)
     return _Lookups(blocks, table, channels, purposes, brands)
+
+
+def _source_blocks(session: Session) -> dict[int, frozenset[str]]:
+    """Source id -> the channels its restrictions keep out of, for the restricted sources."""
+    blocks: dict[int, frozenset[str]] = {}
+    for source_id, restrictions in session.execute(select(Source.id, Source.restrictions)):
+        blocked = _blocked(restrictions)
+        if blocked:
+            blocks[source_id] = blocked
+    return blocks
 
 
 def _blocked(restrictions: Sequence[Any] | None) -> frozenset[str]:
@@ -1030,6 +1057,159 @@ def _reachable(
         best = rules.most_telling(found)
         return rules.Decision(False, best, decision.basis)
     return decision
+
+
+# --- the dispatch gate ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What :func:`admit` did: ``sent`` (the outbox row ``outbox_id`` holds the message),
+    ``suppressed`` with a reason code, or ``deferred`` until an instant (with the reason)."""
+
+    outcome: str
+    reason: str | None = None
+    until: datetime | None = None
+    outbox_id: int | None = None
+
+
+# How far ahead the gate looks for the instant the pressure rules let a message through.
+DEFER_HORIZON: Final = timedelta(days=30)
+# Tasks for staff rather than messages: an outbox row each, no consent asked (the advisor
+# sees the customer's consents in the 360° view), no dispatcher sends them.
+TASK_CHANNELS: Final = ("advisor_task",)
+
+
+def admit(
+    session: Session,
+    *,
+    campaign: Campaign,
+    customer_id: int,
+    channel: str,
+    key: str,
+    now: datetime,
+    policies: Policies,
+) -> Admission:
+    """The dispatch gate: may one message of a triggered campaign go to one customer now?
+
+    The rules are a plan's, for one customer and one channel, read as they stand at ``now``:
+    the customer active, consent (French defaults or the policies'), suppression lists,
+    source restrictions, a contact point, a message in a language, the customer's contact
+    days and hours, the campaign's control group, then marketing pressure against what the
+    outbox holds. Outside the contact window or over a pressure rule, the answer is
+    ``deferred`` with the first instant it would pass (``suppressed`` when there is none
+    within :data:`DEFER_HORIZON`). Sent means one outbox row, keyed ``key``: asked again with
+    the same key, the gate finds the row and answers ``sent`` without a second one. Writes in
+    the caller's transaction (the journey worker commits it with the instance's state)."""
+    if campaign.kind != "triggered":
+        raise CampaignError(f"campaign {campaign.code} is planned, not triggered")
+    existing = session.scalar(select(Outbox.id).where(Outbox.key == key))
+    if existing is not None:
+        return Admission("sent", outbox_id=existing)
+    if campaign.status != "running":
+        return Admission("suppressed", f"campaign_{campaign.status}")
+    if channel in TASK_CHANNELS:
+        return _task(session, campaign, customer_id, channel, key, now)
+    if channel not in campaign.channels:
+        return Admission("suppressed", "channel_not_in_campaign")
+    languages = list(
+        session.scalars(
+            select(CampaignMessage.language).where(
+                CampaignMessage.campaign_id == campaign.id, CampaignMessage.channel == channel
+            )
+        )
+    )
+    spec = dataclasses.replace(_Spec.of(campaign), channels=(channel,))
+    run = _Run(campaign, spec, {customer_id}, {channel: languages}, PlanReport(campaign.code, True))
+    lookups = _Lookups(
+        _source_blocks(session), None, frozenset({channel}), frozenset({spec.purpose}),
+        frozenset({spec.brand_id}),
+    )  # fmt: skip
+    people = _load(
+        session, [customer_id], now=now, horizon=_horizon(policies), policies=policies,
+        lookups=lookups,
+    )  # fmt: skip
+    person = people.get(customer_id)
+    if person is None:
+        return Admission("suppressed", str(rules.Reason.NOT_ACTIVE))
+    since = now - timedelta(days=policies.contract_days)
+    outcome = _eligible(run, person, now=now, policies=policies, since=since)
+    if outcome.group != "target":
+        return Admission("suppressed", outcome.reason)
+    assert outcome.send_at is not None and outcome.language is not None
+    if outcome.send_at > now:
+        return Admission("deferred", str(rules.Reason.OUTSIDE_CONTACT_WINDOW), outcome.send_at)
+    pressure = policies.pressure
+    if person.max_per_week is not None:
+        pressure = _with_own_cap(pressure, person.max_per_week)
+    contact = rules.Contact(now, channel, spec.brand_id, spec.purpose)
+    history = person.history or []
+    verdict = rules.check_pressure(pressure, history, contact)
+    if verdict is not None:
+        later = next_fit(pressure, history, contact, latest=now + DEFER_HORIZON)
+        if later is None:
+            return Admission("suppressed", str(verdict[0]))
+        return Admission("deferred", str(verdict[0]), later)
+    return _queue(
+        session, campaign, customer_id, channel, outcome.language, outcome.address, key, now
+    )
+
+
+def next_fit(
+    policy: rules.PressurePolicy,
+    history: Sequence[rules.Contact],
+    proposed: rules.Contact,
+    *,
+    latest: datetime,
+) -> datetime | None:
+    """The first instant after ``proposed.at``, up to ``latest``, at which ``proposed`` passes
+    the pressure rules given ``history``: a rule frees up only when a past contact leaves
+    its window (its time plus a cap's period) or the gap, so only those instants are tried."""
+    spans = [cap.period for cap in policy.caps]
+    if policy.min_gap is not None:
+        spans.append(policy.min_gap)
+    instants = sorted(
+        {c.at + span for c in history for span in spans if proposed.at < c.at + span <= latest}
+    )
+    for instant in instants:
+        moved = dataclasses.replace(proposed, at=instant)
+        if rules.check_pressure(policy, history, moved) is None:
+            return instant
+    return None
+
+
+def _queue(
+    session: Session,
+    campaign: Campaign,
+    customer_id: int,
+    channel: str,
+    language: str,
+    address: str | None,
+    key: str,
+    now: datetime,
+) -> Admission:
+    """The outbox row of an admitted message, once per key (a concurrent twin finds it)."""
+    dialect = Dialect.of(session)
+    row = {
+        "key": key, "campaign_id": campaign.id, "customer_id": customer_id,
+        "brand_id": campaign.brand_id, "channel": channel, "purpose": campaign.purpose,
+        "language": language, "address": address, "state": "planned", "send_after": now,
+        "attempts": 0, "planned_at": now, "updated_at": now,
+    }  # fmt: skip
+    session.execute(dialect.insert_ignoring(_table(Outbox), ("key",)).values(**row))
+    outbox_id = session.scalar(select(Outbox.id).where(Outbox.key == key))
+    return Admission("sent", outbox_id=outbox_id)
+
+
+def _task(
+    session: Session, campaign: Campaign, customer_id: int, channel: str, key: str, now: datetime
+) -> Admission:
+    """A task for staff (an advisor's call): an outbox row, open until done."""
+    status = session.scalar(select(Customer.status).where(Customer.id == customer_id))
+    if status != "active":
+        return Admission("suppressed", str(rules.Reason.NOT_ACTIVE))
+    language = campaign.default_language
+    return _queue(session, campaign, customer_id, channel, language, None, key, now)
 
 
 # The stage (index in STAGES) a reason drops a customer at; the others: the channel stage.

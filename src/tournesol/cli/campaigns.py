@@ -37,7 +37,7 @@ CAMPAIGN_KEYS: Final = frozenset(
     {
         "code", "name", "brand", "segment", "channels", "objective", "purpose", "priority",
         "expected_value", "fixed_cost", "unit_costs", "control_share", "attribution_days",
-        "default_language", "starts_at", "ends_at", "status", "messages",
+        "default_language", "starts_at", "ends_at", "status", "messages", "kind",
     }
 )  # fmt: skip
 MESSAGE_KEYS: Final = frozenset(
@@ -126,7 +126,15 @@ def read_campaign_file(file: Path) -> dict[str, Any]:
         fail(
             f"{file}: unknown key {unknown[0]!r}", hint=f"known: {', '.join(sorted(CAMPAIGN_KEYS))}"
         )
-    for key in ("code", "name", "segment", "channels"):
+    kind = str(data.get("kind", "planned"))
+    if kind not in ("planned", "triggered"):
+        fail(f"{file}: kind: planned (a segment, planned at once) or triggered (by journeys)")
+    required = (
+        ("code", "name", "segment", "channels")
+        if kind == "planned"
+        else ("code", "name", "channels")
+    )
+    for key in required:
         if not data.get(key):
             fail(f"{file}: {key} is missing")
     channels = data["channels"]
@@ -138,16 +146,19 @@ def read_campaign_file(file: Path) -> dict[str, Any]:
     if not isinstance(unit_costs, dict):
         fail(f"{file}: unit_costs: a mapping such as {{email: 0.002, postal: 0.9}}")
     purpose = str(data.get("purpose", "marketing"))
-    status = str(data.get("status", "draft"))
-    if status not in ("draft", "scheduled"):
+    status = str(data.get("status", "draft" if kind == "planned" else "running"))
+    if kind == "planned" and status not in ("draft", "scheduled"):
         fail(f"{file}: status: draft or scheduled")
+    if kind == "triggered" and status not in ("running", "cancelled"):
+        fail(f"{file}: status: a triggered campaign is running (or cancelled)")
     share = data.get("control_share", 0.1)
     if isinstance(share, bool) or not isinstance(share, int | float):
         fail(f"{file}: control_share: a share between 0 and 0.5 (0.1 for 10 %)")
     values: dict[str, Any] = {
         "code": str(data["code"]).strip(),
         "name": str(data["name"]),
-        "segment": str(data["segment"]),
+        "segment": str(data["segment"]) if data.get("segment") else None,
+        "kind": kind,
         "channels": channels,
         "brand": str(data["brand"]) if data.get("brand") else None,
         "objective": str(data["objective"]) if data.get("objective") else None,

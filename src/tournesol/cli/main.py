@@ -15,6 +15,7 @@ from tournesol.cli import (
     export,
     identity,
     imports,
+    journeys,
     quality,
     scoring,
     segments,
@@ -41,6 +42,8 @@ app.add_typer(scoring.features_app, name="features")
 app.add_typer(scoring.rfm_app, name="rfm")
 app.add_typer(scoring.scores_app, name="scores")
 app.add_typer(campaigns.app, name="campaigns")
+app.add_typer(journeys.app, name="journeys")
+app.command("worker")(journeys.worker)
 app.command("serve")(serve.serve)
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Final, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tournesol.campaigns.models import Campaign
+from tournesol.campaigns.service import Policies, admit
 from tournesol.triggers.definition import JourneyDefinition
 from tournesol.triggers.models import JourneyInstance
 from tournesol.triggers.rules import GateResult, Send
@@ -99,3 +102,60 @@ class RecordingGate:
     def sent_keys(self) -> set[str]:
         """The idempotency keys of the sends answered ``sent``: what an outbox would hold."""
         return {c.send.idempotency_key for c in self.sent}
+
+
+class DispatchGate:
+    """The real gate: each :class:`Send` of a journey goes through
+    :func:`tournesol.campaigns.service.admit`, the campaigns' own rules and outbox. The
+    action's ``message`` names a triggered campaign (its messages per channel and language,
+    its brand, purpose, priority and costs); ``call_center`` is the campaigns' ``phone``
+    channel. Webhooks are not available yet: they are answered ``suppressed``
+    (``webhook_unavailable``)."""
+
+    def __init__(self, policies: Policies) -> None:
+        self.policies = policies
+        self._campaigns: dict[str, int | None] = {}
+
+    def send(
+        self,
+        session: Session,
+        *,
+        send: Send,
+        instance: JourneyInstance,
+        journey: JourneyDefinition,
+        now: datetime,
+    ) -> GateResult:
+        if send.channel == "webhook":
+            return GateResult("suppressed", "webhook_unavailable")
+        campaign = self._campaign(session, send.message)
+        if campaign is None:
+            return GateResult("suppressed", "no_triggered_campaign")
+        channel = CHANNEL_OF.get(send.channel, send.channel)
+        answer = admit(
+            session,
+            campaign=campaign,
+            customer_id=instance.customer_id,
+            channel=channel,
+            key=send.idempotency_key,
+            now=now,
+            policies=self.policies,
+        )
+        if answer.outcome == "sent":
+            return SENT
+        if answer.outcome == "deferred":
+            return GateResult("deferred", answer.reason, answer.until)
+        return GateResult("suppressed", answer.reason)
+
+    def _campaign(self, session: Session, code: str | None) -> Campaign | None:
+        if not code:
+            return None
+        if code not in self._campaigns:
+            self._campaigns[code] = session.scalar(
+                select(Campaign.id).where(Campaign.code == code, Campaign.kind == "triggered")
+            )
+        found = self._campaigns[code]
+        return None if found is None else session.get(Campaign, found)
+
+
+# The journey's action channels that the campaigns name otherwise.
+CHANNEL_OF: Final[Mapping[str, str]] = {"call_center": "phone"}
