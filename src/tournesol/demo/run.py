@@ -152,6 +152,9 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> int | None:
     from tournesol.demo.act import act
 
     act(factory, console)
+    from tournesol.demo.journeys import journeys
+
+    journeys(factory, console)
 
     console.print(
         f"\n[bold green]Done in {time.perf_counter() - started:.0f} s.[/] "
@@ -176,6 +179,7 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> int | None:
         ("tournesol segments profile champions_sms", "who they are, against the whole base"),
         ("tournesol campaigns show jardin-printemps", "a planned campaign and its funnel"),
         ("tournesol campaigns run", "send them (set TOURNESOL_SMTP_*: docs/campaigns.md)"),
+        ("tournesol journeys list", "the demo's journeys: welcome, abandoned cart, birthday"),
         ("tournesol scores train", "the predictive models again, with calibration"),
         ("tournesol demo", "again: every file is recognised, nothing changes"),
     ]
