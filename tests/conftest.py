@@ -17,12 +17,18 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tournesol.db import make_engine
 from tournesol.migrations import upgrade
+
+# No per-example deadline: the suite runs on two busy cores next to its databases, where an
+# example's time says nothing about the code (performance is measured in bench/).
+hypothesis_settings.register_profile("tournesol", deadline=None)
+hypothesis_settings.load_profile("tournesol")
 
 BACKENDS = ("sqlite", "postgresql")
 PG_URL_ENV = "TOURNESOL_TEST_POSTGRES_URL"
