@@ -109,6 +109,9 @@ def _register_routers(app: FastAPI) -> None:
 
     app.include_router(campaign_views.router)
     app.include_router(campaign_public_views.router)
+    from tournesol.triggers import views as journey_views
+
+    app.include_router(journey_views.router)
 
 
 def _handle_errors(app: FastAPI) -> None:
