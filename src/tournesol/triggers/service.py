@@ -151,6 +151,9 @@ _CURSORS = cast(Table, JourneyCursor.__table__)
 _INTERACTIONS = cast(Table, Interaction.__table__)
 _SCORES = cast(Table, CustomerScore.__table__)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# PostgreSQL advisory locks of customers whose messages a worker is passing through the gate:
+# this base plus the customer's id ("jrn" in the top bits, clear of other advisory keys).
+_CUSTOMER_LOCKS: Final = 0x6A726E << 40
 _DEFINITIONS: dict[str, JourneyDefinition] = {}  # by digest: versions never change
 
 
@@ -970,9 +973,12 @@ def run_due(
     """Claim up to ``limit`` instances due at ``now`` (waiting, awaiting the gate; journeys
     not paused), in due order, locked ``FOR UPDATE SKIP LOCKED`` on PostgreSQL until the
     caller commits, and advance each: every ``Send`` goes through ``gate`` and its answer is
-    fed back, until the instance waits or ends. Returns counts: ``claimed``, the gate's
-    answers (``sent``, ``suppressed``, ``deferred``), ``goals``, ``exits``. Called again at
-    the same ``now``, it finds nothing more to do."""
+    fed back, until the instance waits or ends. On PostgreSQL the customers are locked too,
+    so that two workers never pass messages to one customer at once (the pressure rules
+    must see the other's): an instance whose customer another worker holds is left for a
+    later pass. Returns counts: ``claimed`` (advanced), ``busy`` (left), the gate's answers
+    (``sent``, ``suppressed``, ``deferred``), ``goals``, ``exits``. Called again at the same
+    ``now``, it finds nothing more to do."""
     engine = _Engine(session, now=now, facts_loader=facts_loader)
     return engine.run_due(gate=gate, worker=worker, limit=limit)
 
@@ -1286,6 +1292,11 @@ class _Engine:
         )
         if not claimed:
             return self.counts
+        mine = self._hold_customers(claimed)
+        self.counts["busy"] += len(claimed) - len(mine)
+        claimed = mine
+        if not claimed:
+            return self.counts
         self.counts["claimed"] += len(claimed)
         facts = self.facts_loader(session, sorted({i.customer_id for i in claimed}), self.now)
         for inst in claimed:
@@ -1294,6 +1305,28 @@ class _Engine:
             self._run(inst, gate, facts.get(inst.customer_id) or Facts())
         self.flush()
         return self.counts
+
+    def _hold_customers(self, claimed: list[JourneyInstance]) -> list[JourneyInstance]:
+        """The claimed instances whose customer this transaction now holds. On PostgreSQL,
+        another worker may be passing a message to the same customer through the gate, not
+        yet committed: the pressure rules would not see it, and both messages would go out.
+        So each customer is locked (a transaction-level advisory lock, tried without
+        waiting, in the :data:`_CUSTOMER_LOCKS` key space); an instance whose customer is
+        held elsewhere is left due for a later pass (counted ``busy``). SQLite has one
+        writer at a time: nothing to do."""
+        if Dialect.of(self.session).name != "postgresql":
+            return claimed
+        ids = sorted({inst.customer_id for inst in claimed})
+        held = set(
+            self.session.scalars(
+                text(
+                    "SELECT c FROM unnest(CAST(:ids AS bigint[])) AS t(c)"
+                    " WHERE pg_try_advisory_xact_lock(:space + c)"
+                ),
+                {"ids": ids, "space": _CUSTOMER_LOCKS},
+            )
+        )
+        return [inst for inst in claimed if inst.customer_id in held]
 
     def _run(self, inst: JourneyInstance, gate: Gate, facts: Facts) -> None:
         journey_def = self.definition(inst.version_id)

@@ -73,7 +73,8 @@ def run_once(
         with unit_of_work(factory) as session:
             counts = service.run_due(session, now=now, gate=gate, worker=worker, limit=batch)
         add("due", counts)
-        if counts["claimed"] < batch:
+        # stop when nothing more is due, or when all that is due is another worker's business
+        if counts["claimed"] + counts["busy"] < batch or not counts["claimed"]:
             break
     return total
 
