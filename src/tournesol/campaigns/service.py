@@ -852,7 +852,7 @@ _NO_CONTACT_POINT: Final = rules.Decision(False, rules.Reason.NO_CONTACT_POINT, 
 
 
 def _points(person: _Person, channel: str) -> list[str]:
-    """The contact points of one channel, in the order they are used (see _addresses)."""
+    """The contact points of one channel, in the order they are used."""
     if channel == "email":
         return [person.email] if person.email else []
     if channel == "sms":
@@ -862,17 +862,6 @@ def _points(person: _Person, channel: str) -> list[str]:
     if channel == "postal":
         return [person.address] if person.address else []
     return []
-
-
-def _addresses(person: _Person) -> dict[str, list[str]]:
-    """The contact points of each channel, in the order they are used."""
-    return {
-        "email": [person.email] if person.email else [],
-        "sms": [person.mobile] if person.mobile else [],
-        "phone": [v for v in (person.mobile, person.fixed) if v],
-        "postal": [person.address] if person.address else [],
-        "push": [],
-    }
 
 
 def _suppressions(
@@ -909,10 +898,8 @@ def _suppressions(
         return
     wanted: dict[tuple[str, str], list[_Person]] = defaultdict(list)
     for person in people.values():
-        for channel, values in _addresses(person).items():
-            if channel not in channels:
-                continue
-            for value in values:
+        for channel in channels:
+            for value in _points(person, channel):
                 wanted[(channel, contact_hash(channel, value))].append(person)
     dialect = Dialect.of(session)
     hashes = sorted({h for _, h in wanted})
