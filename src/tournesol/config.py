@@ -113,6 +113,17 @@ class Settings(BaseSettings):
     sms_rate_per_second: float | None = Field(
         default=None, gt=0, description="At most this many SMS a second (unset: no cap)."
     )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="The shared secret that signs journeys' webhooks (16 characters or more; "
+        "required to send them).",
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a webhook's receiver has to answer."
+    )
+    webhook_rate_per_second: float | None = Field(
+        default=None, gt=0, description="At most this many webhooks a second (unset: no cap)."
+    )
     postal_sender: str | None = Field(
         default=None,
         description="The sender block of letters, lines separated by '|' "

@@ -219,7 +219,7 @@ class Dialect:
         through SQLAlchemy's processing as usual."""
         result = conn.execute(statement)
         if self.name != "postgresql":
-            return result.tuples().all()
+            return [tuple(row) for row in result]
         try:
             rows: Sequence[tuple[Any, ...]] = result.cursor.fetchall()
             return rows
@@ -415,11 +415,13 @@ class Dialect:
         rows: Sequence[Sequence[Any]],
         *,
         conflict: Sequence[str] = (),
+        conflict_where: str | None = None,
         returning: Sequence[str] = (),
     ) -> list[tuple[Any, ...]]:
         """Insert rows (tuples in ``columns`` order) with one statement, skipping those that
-        clash with an existing row on the ``conflict`` columns (a unique constraint) when
-        given; returns the ``returning`` columns of the rows inserted, in no set order.
+        clash with an existing row on the ``conflict`` columns (a unique constraint, or a
+        partial unique index whose condition is ``conflict_where``) when given; returns the
+        ``returning`` columns of the rows inserted, in no set order.
 
         PostgreSQL gets one array per column (``INSERT ... SELECT * FROM unnest(...)``): the
         statement's text does not depend on the number of rows, so the driver prepares it
@@ -430,7 +432,10 @@ class Dialect:
         if self.name != "postgresql":
             stmt: Any = sqlite.insert(table)
             if conflict:
-                stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
+                stmt = stmt.on_conflict_do_nothing(
+                    index_elements=list(conflict),
+                    index_where=text(conflict_where) if conflict_where else None,
+                )
             if returning:
                 stmt = stmt.returning(*(table.c[c] for c in returning))
             result = conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
@@ -448,7 +453,8 @@ class Dialect:
         arrays_sql = ", ".join(f"%b::{t}[]" for t in types)
         sql = f'INSERT INTO "{table.name}" ({names(columns)}) SELECT * FROM unnest({arrays_sql})'
         if conflict:
-            sql += f" ON CONFLICT ({names(conflict)}) DO NOTHING"
+            where = f" WHERE {conflict_where}" if conflict_where else ""
+            sql += f" ON CONFLICT ({names(conflict)}){where} DO NOTHING"
         if returning:
             sql += f" RETURNING {names(returning)}"
         raw = conn.connection.driver_connection
@@ -456,6 +462,40 @@ class Dialect:
         with raw.cursor() as cur:
             cur.execute(sql, arrays)
             return [tuple(r) for r in cur.fetchall()] if returning else []
+
+    # Advisory locks (PostgreSQL), keyed by a name hashed with the current schema: two
+    # schemas of one database (the tests run in several at once) never share a key.
+    _KEY = "hashtextextended(current_schema() || ':' || :space, 0)"
+
+    def try_lock(self, bind: Session | Connection, space: str, *, shared: bool = False) -> bool:
+        """Take the transaction-level advisory lock ``space`` without waiting: whether it is
+        now held (``shared``: along with other shared holders). SQLite has one writer at a
+        time: always true."""
+        if self.name != "postgresql":
+            return True
+        kind = "_shared" if shared else ""
+        sql = f"SELECT pg_try_advisory_xact_lock{kind}({self._KEY})"
+        return bool(bind.execute(text(sql), {"space": space}).scalar())
+
+    def lock(self, bind: Session | Connection, space: str) -> None:
+        """Take the transaction-level advisory lock ``space`` alone, waiting for its holders
+        to commit (PostgreSQL; nothing to do on SQLite)."""
+        if self.name == "postgresql":
+            bind.execute(text(f"SELECT pg_advisory_xact_lock({self._KEY})"), {"space": space})
+
+    def try_lock_each(self, bind: Session | Connection, space: str, ids: Sequence[int]) -> set[int]:
+        """Try the advisory lock of each id (sorted) in ``space``, without waiting: the ids
+        now held. On SQLite, all of them."""
+        if self.name != "postgresql":
+            return set(ids)
+        rows = bind.execute(
+            text(
+                "SELECT c FROM unnest(CAST(:ids AS bigint[])) AS t(c)"
+                f" WHERE pg_try_advisory_xact_lock({self._KEY} # c)"
+            ),
+            {"ids": list(ids), "space": space},
+        )
+        return {row[0] for row in rows}
 
     def claim_write(self, conn: Connection, table: Table) -> None:
         """Make the current transaction a writer now, before it reads what it will write

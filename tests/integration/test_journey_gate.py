@@ -4,7 +4,7 @@ suppression lists, contact points, inactive customers and cancelled campaigns su
 their reason; the customer's contact hours and marketing pressure defer it to the first
 instant they allow (across the Paris daylight-saving changes too), or suppress it when no
 instant within 30 days does; advisor tasks need no consent, call-centre actions use the phone
-channel, webhooks are not available; and ``next_fit`` on plain data."""
+channel, webhooks queue their URL and payload; and ``next_fit`` on plain data."""
 
 from __future__ import annotations
 
@@ -592,11 +592,16 @@ def instance(customer_id: int) -> JourneyInstance:
 
 
 def gate_send(
-    session: Session, customer_id: int, channel: str, message: str | None, key: str
+    session: Session,
+    customer_id: int,
+    channel: str,
+    message: str | None,
+    key: str,
+    **properties: Any,
 ) -> GateResult:
     send = Send(
         step="s", visit=1, channel=channel, message=message, idempotency_key=key,
-        on_suppressed="exit", purpose="marketing", properties={},
+        on_suppressed="exit", purpose="marketing", properties=properties,
     )  # fmt: skip
     return DispatchGate(POLICIES).send(
         session, send=send, instance=instance(customer_id), journey=CART, now=NOW
@@ -617,10 +622,24 @@ def test_dispatch_gate_channels_webhooks_and_unknown_messages(
     assert gate_send(session, ann, "email", "cart_reminder", "e-1") == GateResult(
         "deferred", "pressure_gap", NOW + 48 * HOUR
     )
-    assert gate_send(session, ann, "advisor_task", "advisor_call", "t-1") == GateResult("sent")
-    assert gate_send(session, ann, "webhook", None, "w-1") == GateResult(
-        "suppressed", "webhook_unavailable"
-    )
+    assert gate_send(
+        session, ann, "advisor_task", "advisor_call", "t-1", queue="premium", priority="high"
+    ) == GateResult("sent")
+    (task,) = rows(session, "t-1")
+    assert task.payload == {
+        "journey": "abandoned_cart", "step": "s", "visit": 1, "instance_id": 1,
+        "queue": "premium", "priority": "high",
+    }  # fmt: skip
+    # a webhook: no campaign, no consent; the row holds the URL and what to post
+    url = "https://crm.example.com/hooks/cart"
+    hooked = person(session, "Hook", email=None)
+    answer = gate_send(session, hooked, "webhook", None, "w-1", url=url, kind="cart")
+    assert answer == GateResult("sent")
+    (hook,) = rows(session, "w-1")
+    assert (hook.channel, hook.address, hook.campaign_id, hook.purpose, hook.customer_id) == (
+        "webhook", url, None, "marketing", hooked
+    )  # fmt: skip
+    assert hook.payload is not None and hook.payload["kind"] == "cart"
     assert gate_send(session, ann, "email", "no_such_campaign", "x-1") == GateResult(
         "suppressed", "no_triggered_campaign"
     )
@@ -637,7 +656,7 @@ def test_dispatch_gate_channels_webhooks_and_unknown_messages(
     assert gate_send(session, bob, "sms", "cart_last_call", "s-1") == GateResult(
         "suppressed", "no_contact_point"
     )
-    assert {r.key for r in rows(session)} == {"c-1", "t-1"}
+    assert {r.key for r in rows(session)} == {"c-1", "t-1", "w-1"}
 
 
 def test_the_phone_keeps_to_the_legal_hours_without_a_preference(
@@ -731,3 +750,72 @@ def test_next_fit(
         while probe < found:
             assert rules.check_pressure(policy, history, replace(proposed, at=probe)) is not None
             probe += HOUR
+
+
+# --- many requests at once ------------------------------------------------------------------
+
+
+def test_admit_many_decides_in_order_each_message_counting_for_the_next(
+    session: Session, world: World
+) -> None:
+    ann = person(session, "Ann", phone_mobile="+33612345678")
+    consent(session, ann)
+    bob = person(session, "Bob")
+    consent(session, bob)
+    nobody = person(session, "Nobody")
+    request = campaigns.AdmitRequest
+    answers = campaigns.admit_many(
+        session,
+        [
+            request(world.email, ann, "email", "a-1"),
+            request(world.email, ann, "email", "a-2"),  # the gap after a-1, in the same call
+            request(world.email, bob, "email", "b-1"),
+            request(world.email, bob, "email", "b-1"),  # the same key twice: one message
+            request(world.email, nobody, "email", "n-1"),
+            request(world.task, nobody, "advisor_task", "t-1"),  # a task needs no consent
+            request(world.sms, ann, "email", "x-1"),  # not a channel of that campaign
+        ],
+        now=NOW,
+        policies=POLICIES,
+    )
+    outcomes = [(a.outcome, a.reason, a.until) for a in answers]
+    assert outcomes == [
+        ("sent", None, None),
+        ("deferred", "pressure_gap", NOW + 48 * HOUR),
+        ("sent", None, None),
+        ("sent", None, None),
+        ("suppressed", "no_consent", None),
+        ("sent", None, None),
+        ("suppressed", "channel_not_in_campaign", None),
+    ]
+    stored = {r.key: r.id for r in rows(session)}
+    assert set(stored) == {"a-1", "b-1", "t-1"}
+    assert [a.outbox_id for a in answers if a.outcome == "sent"] == [
+        stored["a-1"], stored["b-1"], stored["b-1"], stored["t-1"]
+    ]  # fmt: skip
+    # asked again, one by one, the answers agree and nothing more is written
+    again = [admit(session, world.email, ann, key=k) for k in ("a-1", "a-2")]
+    assert [(a.outcome, a.reason) for a in again] == [("sent", None), ("deferred", "pressure_gap")]
+    assert len(rows(session)) == 3
+
+
+def test_the_gate_defers_while_a_campaign_plan_is_under_way(
+    session: Session, world: World, engine: Any
+) -> None:
+    """On PostgreSQL a plan holds the sends lock alone until it commits: the gate defers its
+    messages meanwhile (the plan's own are not visible yet), and sends them afterwards."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: a plan and the gate never overlap")
+    ann = person(session, "Ann")
+    consent(session, ann)
+    with engine.connect() as planner:
+        planner.begin()
+        campaigns._hold_sends(Session(bind=planner))
+        answer = admit(session, world.email, ann, key="during")
+        assert (answer.outcome, answer.reason, answer.until) == (
+            "deferred", campaigns.PLAN_RUNNING, NOW + campaigns.PLAN_WAIT
+        )  # fmt: skip
+        planner.rollback()
+    assert rows(session) == []
+    # the gate's shared hold lasts until the test's transaction ends: take a new one
+    assert admit(session, world.email, ann, key="after").outcome == "sent"

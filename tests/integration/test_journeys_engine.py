@@ -366,3 +366,113 @@ def test_two_workers_claiming_at_once_never_get_the_same_instance(
         assert sum(claimed_by.values()) == 60 and set(claimed_by) <= {"x", "y"}
     finally:
         engine.dispose()
+
+
+def test_with_a_gate_the_inbox_pass_sends_at_once_and_the_instance_is_written_once(
+    session: Session,
+) -> None:
+    """process_inbox(gate=...): an event enters, its first action goes through the gate in
+    the same pass (all the pass's sends in one call), and the instance is stored as it
+    stands at the end, waiting for the next step; run_due then has nothing to do until the
+    wait ends."""
+    journeys.publish(session, text=SIGNUP, now=T0)
+    people = [person(session, f"P{i}") for i in range(3)]
+    for i, customer in enumerate(people):
+        event(session, customer, "signed_up", T0, f"api:s{i}")
+    event(session, people[0], "signed_up", T0, "api:s0")  # the same event id: stored once
+    calls: list[int] = []
+
+    class Counting(RecordingGate):
+        def send_many(self, session: Session, asks: Any, *, now: datetime) -> Any:
+            calls.append(len(asks))
+            return super().send_many(session, asks, now=now)
+
+    gate = Counting({"email": GateResult("sent")})
+    counts = journeys.process_inbox(session, now=T0 + MINUTE, gate=gate)
+    assert (counts["events"], counts["entered"], counts["sent"]) == (3, 3, 3)
+    assert calls == [3]  # one call of the gate for the pass
+    rows = instances(session)
+    assert [(i.status, i.step, i.due_at) for i in rows] == [
+        ("waiting", "pause", T0 + MINUTE + 2 * DAY)
+    ] * 3
+    assert logs(session, rows[0]) == [("hello", 1, "sent", None)]
+    assert timeline(session, people[0]) == [
+        ("journey_entered", "internal", str(people[0])),
+        ("journey_step", "email", "sent"),
+    ]
+    assert journeys.run_due(session, now=T0 + HOUR, gate=gate)["claimed"] == 0
+    counts = journeys.run_due(session, now=T0 + 3 * DAY, gate=gate)
+    assert (counts["claimed"], counts["sent"]) == (3, 3)
+    assert calls == [3, 3]
+    assert {c.send.message for c in gate.calls} == {"hello_1", "hello_2"}
+    assert len(gate.sent_keys) == 6
+
+
+def test_without_a_gate_the_inbox_pass_leaves_the_send_to_run_due(session: Session) -> None:
+    journeys.publish(session, text=SIGNUP, now=T0)
+    ann = person(session, "Ann")
+    event(session, ann, "signed_up", T0, "api:ann")
+    assert journeys.process_inbox(session, now=T0)["entered"] == 1
+    (inst,) = instances(session, ann)
+    assert (inst.status, inst.step, inst.due_at) == ("awaiting_gate", "hello", T0)
+    gate = RecordingGate()
+    assert journeys.run_due(session, now=T0, gate=gate)["sent"] == 1
+    session.refresh(inst)
+    assert (inst.status, inst.step) == ("waiting", "pause")
+
+
+def test_update_steps_keep_tags_and_values_on_the_customer_and_branches_read_them(
+    session: Session,
+) -> None:
+    text = """
+code: tiers
+name: Tiers
+trigger: {event: {type: signed_up}}
+reentry: always
+max_duration: 10d
+steps:
+  - id: route
+    branch:
+      - when: {field: customer.tags, contains: newcomer}
+        next: known
+    else: first
+  - {id: first, update: {tag: newcomer}, next: tier}
+  - {id: tier, update: {set: {attribute: loyalty_tier, value: silver}}, next: done}
+  - {id: known, update: {set: {attribute: loyalty_tier, value: null}}, next: again}
+  - {id: again, update: {tag: returning}, next: done}
+  - {id: done, exit: {reason: finished}}
+"""
+    from tournesol.customers.models import CustomerAttribute, CustomerTag
+
+    journeys.publish(session, text=text, now=T0)
+    ann = person(session, "Ann")
+    event(session, ann, "signed_up", T0, "s1")
+    journeys.process_inbox(session, now=T0)
+
+    def tags() -> list[tuple[str, str]]:
+        rows = session.execute(
+            select(CustomerTag.tag, CustomerTag.source)
+            .where(CustomerTag.customer_id == ann)
+            .order_by(CustomerTag.tag)
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def values() -> dict[str, Any]:
+        rows = session.execute(
+            select(CustomerAttribute.name, CustomerAttribute.value).where(
+                CustomerAttribute.customer_id == ann
+            )
+        )
+        return dict(rows.all())  # type: ignore[arg-type]
+
+    assert tags() == [("newcomer", "journey:tiers")]
+    assert values() == {"loyalty_tier": "silver"}
+    facts = journeys.load_facts(session, [ann], T0)[ann]
+    assert facts.customer["tags"] == ["newcomer"]
+    assert facts.customer["attributes"] == {"loyalty_tier": "silver"}
+
+    # the second time, the branch reads the tag: the value is cleared, another tag added
+    event(session, ann, "signed_up", T0 + HOUR, "s2")
+    journeys.process_inbox(session, now=T0 + HOUR)
+    assert tags() == [("newcomer", "journey:tiers"), ("returning", "journey:tiers")]
+    assert values() == {}

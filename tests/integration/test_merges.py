@@ -27,7 +27,14 @@ from tests.integration.test_import import HEADER, LOYALTY, TICKETS, write_cp1252
 from tournesol.campaigns.models import Campaign, CampaignAttribution, CampaignTarget, Outbox
 from tournesol.collect.models import CollectedEvent, VisitorLink
 from tournesol.consent.models import Consent, Preference
-from tournesol.customers.models import Customer, Identifier, Organisation, OrganisationContact
+from tournesol.customers.models import (
+    Customer,
+    CustomerAttribute,
+    CustomerTag,
+    Identifier,
+    Organisation,
+    OrganisationContact,
+)
 from tournesol.db import Base, unit_of_work
 from tournesol.identity import merges
 from tournesol.identity.models import IdentityRun, MergeEvent, MergeMove
@@ -62,7 +69,10 @@ BUSINESS_TABLES = (
     "campaign_attribution",
     "journey_instance",
     "journey_inbox",
+    "customer_tag",
+    "customer_attribute",
 )
+T = datetime(2026, 11, 1, tzinfo=UTC)
 LOG_TABLES = ("merge_event", "merge_move", "identity_run", "match_review")
 # the models of merges.MOVABLE: rows that belong to a customer
 OWNED = (
@@ -78,6 +88,8 @@ OWNED = (
     Outbox,
     CampaignAttribution,
     VisitorLink,
+    CustomerTag,
+    CustomerAttribute,
 )
 
 ESHOP = {
@@ -200,6 +212,14 @@ def base(tmp_path: Path, factory: sessionmaker[Session]) -> Base3:
         for cid in (b, c):
             session.add(Preference(customer_id=cid, channel="sms", max_per_week=cid % 7))
         session.add(Identifier(customer_id=b, kind="phone", value="+33612345678"))
+        # tags and values set by journeys: a and b are both "vip" (b's stays with b)
+        for cid, tag in ((a, "vip"), (b, "vip"), (b, "winback")):
+            session.add(CustomerTag(customer_id=cid, tag=tag, source="journey:t", set_at=T))
+        session.add(
+            CustomerAttribute(
+                customer_id=b, name="tier", value="gold", source="journey:t", set_at=T
+            )
+        )
         tickets = session.scalars(select(Source.id).where(Source.name == "tickets")).one()
         order = Transaction(
             source_id=tickets,
@@ -368,6 +388,9 @@ def test_a_merge_moves_every_row_but_those_that_would_clash(
         b_contact = session.scalars(
             select(OrganisationContact.id).where(OrganisationContact.customer_id == b)
         ).one()
+        b_vip = session.scalars(
+            select(CustomerTag.id).where(CustomerTag.customer_id == b, CustomerTag.tag == "vip")
+        ).one()
         loose_identifier = session.scalars(
             select(Identifier.id).where(
                 Identifier.customer_id == b, Identifier.source_record_id.is_(None)
@@ -381,7 +404,11 @@ def test_a_merge_moves_every_row_but_those_that_would_clash(
         assert (absorbed.status, absorbed.merged_into_id) == ("merged", a)
         assert (survivor.status, survivor.merged_into_id) == ("active", None)
         after_a, after_b = owned_ids(session, a), owned_ids(session, b)
-        stay = {"preference": {b_email_pref}, "organisation_contact": {b_contact}}
+        stay = {
+            "preference": {b_email_pref},
+            "organisation_contact": {b_contact},
+            "customer_tag": {b_vip},
+        }
         for name in before_b:
             assert after_b[name] == stay.get(name, set()), name
             assert after_a[name] == before_a[name] | (before_b[name] - after_b[name]), name

@@ -511,3 +511,32 @@ def test_docs_name_every_step_kind_channel_and_operator() -> None:
     doc = DOC.read_text(encoding="utf-8")
     for word in (*STEP_KINDS, *ACTION_CHANNELS, *OPERATORS, *DATE_RULES, *ON_SUPPRESSED):
         assert f"`{word}`" in doc or f"### {word}" in doc, word
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("welcome", {"attributes", "segments", "scores"}),
+        ("abandoned_cart", {"consent"}),
+        ("birthday", {"segments", "consent"}),
+    ],
+)
+def test_reads_names_what_the_engine_must_load(name: str, expected: set[str]) -> None:
+    assert example(name).reads() == expected
+
+
+def test_reads_follows_predicates_and_date_expressions() -> None:
+    text = """
+code: reads
+name: Reads
+trigger: {event: {type: signed_up, where: {field: event.properties.plan, eq: gold}}}
+max_duration: 400d
+steps:
+  - id: route
+    branch:
+      - when: {not: {any: [{consent: {channel: sms, purpose: marketing}}, {field: instance.key, eq: x}]}}
+        next: renew
+    else: renew
+  - {id: renew, wait: {until: customer.contract_end - 30d}}
+"""
+    assert load_journey(text).reads() == {"consent", "attributes"}

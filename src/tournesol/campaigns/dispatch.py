@@ -97,6 +97,7 @@ from tournesol.campaigns.setup import (
     postal_sender_lines,
     sms_settings,
     smtp_settings,
+    webhook_settings,
 )
 from tournesol.campaigns.templates import (
     MessageRenderer,
@@ -109,6 +110,7 @@ from tournesol.channels.base import SenderError, SendResult
 from tournesol.channels.callcenter import CallRow, write_call_list
 from tournesol.channels.email import RenderedEmail, SmtpSender, render_email
 from tournesol.channels.sms import SmsSender, with_stop_mention
+from tournesol.channels.webhook import Webhook, WebhookSender, body_of
 from tournesol.config import Settings
 from tournesol.consent.models import ConsentState, Preference, Suppression
 from tournesol.consent.rules import contact_hash
@@ -117,7 +119,9 @@ from tournesol.db import Dialect, UtcDateTime, chunked, unit_of_work, utcnow
 from tournesol.interactions.models import INTERNAL, Interaction
 from tournesol.quality.address_tables import COUNTRIES, FRENCH_TERRITORIES
 
-CHANNELS: Final = ("email", "sms", "postal", "phone")
+CHANNELS: Final = ("email", "sms", "postal", "phone", "webhook")
+# the channels sent message by message through a sender, windows in a thread
+_SENDER_CHANNELS: Final = ("email", "sms", "webhook")
 MAX_ATTEMPTS: Final = 5
 BACKOFF: Final = (
     timedelta(minutes=1),
@@ -136,12 +140,14 @@ SENT_TYPES: Final[Mapping[str, str]] = {
     "sms": "sms_sent",
     "postal": "letter_sent",
     "phone": "call_listed",
+    "webhook": "webhook_sent",
 }
 FAILED_TYPES: Final[Mapping[str, str]] = {
     "email": "email_failed",
     "sms": "sms_failed",
     "postal": "letter_failed",
     "phone": "call_failed",
+    "webhook": "webhook_failed",
 }
 OUTBOUND: Final = "outbound"
 
@@ -159,7 +165,10 @@ _HINTS: Final[Mapping[str, str]] = {
     "TOURNESOL_SMS_ACCOUNT_SID and TOURNESOL_SMS_AUTH_TOKEN",
     "postal": "check the free space and permissions of TOURNESOL_CAMPAIGN_OUTPUT_DIR",
     "phone": "check the free space and permissions of TOURNESOL_CAMPAIGN_OUTPUT_DIR",
+    "webhook": "check TOURNESOL_WEBHOOK_SECRET",
 }
+WEBHOOK_PENDING: Final = "webhook:pending"
+_Sender = SmtpSender | SmsSender | WebhookSender
 
 
 @dataclass
@@ -225,6 +234,8 @@ class _Row:
     attempts: int
     send_after: datetime
     planned_at: datetime
+    payload: dict[str, Any] | None  # a task's or webhook's (journeys)
+    key: str
     context: dict[str, Any] = field(default_factory=dict)
     marker: str | None = None  # the provider id written when armed
 
@@ -264,7 +275,7 @@ class _Campaign:
 
 _CLAIMED_COLUMNS: Final = (
     "id", "campaign_id", "customer_id", "brand_id", "channel", "purpose", "language", "address",
-    "attempts", "send_after", "planned_at",
+    "attempts", "send_after", "planned_at", "payload", "key",
 )  # fmt: skip
 
 
@@ -281,7 +292,7 @@ class _Flight:
     def __init__(
         self,
         channel: str,
-        sender: SmtpSender | SmsSender,
+        sender: _Sender,
         items: list[Any],
         *,
         now: Callable[[], datetime],
@@ -299,7 +310,7 @@ class _Flight:
         )
         self.thread.start()
 
-    def _fly(self, sender: SmtpSender | SmsSender, items: list[Any]) -> None:
+    def _fly(self, sender: _Sender, items: list[Any]) -> None:
         try:
             for result in sender.send(self._hand(items)):
                 self.results.append((result, self._now()))
@@ -361,7 +372,8 @@ class _Run:
         self.run_name = f"{started:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
         self.smtp: SmtpSender | None = None
         self.sms: SmsSender | None = None
-        self.own_senders: list[SmtpSender | SmsSender] = []
+        self.webhooks: WebhookSender | None = None
+        self.own_senders: list[_Sender] = []
         self.signer: links.LinkSigner | None = None
         self.sender_lines: list[str] = []
         self.unsubscribe_mailto: str | None = None
@@ -393,6 +405,12 @@ class _Run:
             self.sms = sms
         if "postal" in due:
             self.sender_lines = postal_sender_lines(self.settings)
+        if "webhook" in due:
+            clock = self.now
+            self.webhooks = WebhookSender(
+                webhook_settings(self.settings), clock=lambda: clock().timestamp()
+            )
+            self.own_senders.append(self.webhooks)
 
     def close(self) -> None:
         for sender in self.own_senders:
@@ -400,7 +418,7 @@ class _Run:
                 sender.close()
 
     def execute(self, due: set[str]) -> None:
-        messages = [c for c in ("email", "sms") if c in due]
+        messages = [c for c in _SENDER_CHANNELS if c in due]
         if messages:
             self._messages(messages)
         if "postal" in due:
@@ -692,6 +710,10 @@ class _Run:
         direction: str = OUTBOUND,
     ) -> dict[str, Any]:
         campaign = info.campaign if info is not None else None
+        code = campaign.code if campaign is not None else None
+        journey = (row.payload or {}).get("journey")
+        if code is None and isinstance(journey, str):  # a journey's webhook
+            code = f"journey:{journey}"[:100]
         return {
             "customer_id": row.customer_id,
             "occurred_at": at,
@@ -700,7 +722,7 @@ class _Run:
             "type": kind,
             "subject": campaign.name[:300] if campaign is not None else None,
             "outcome": outcome,
-            "campaign_code": campaign.code if campaign is not None else None,
+            "campaign_code": code,
             "brand_id": row.brand_id,
             "payload": {"outbox_id": row.id},
             "created_at": at,
@@ -772,9 +794,7 @@ class _Run:
         """The claimed rows, a window of a channel at a time (claims are made as needed)."""
         while rows := self.claim(channels):
             for channel in channels:
-                sender: SmtpSender | SmsSender | None = (
-                    self.smtp if channel == "email" else self.sms
-                )
+                sender = self._sender(channel)
                 part = [r for r in rows if r.channel == channel]
                 if not part:
                     continue
@@ -783,7 +803,10 @@ class _Run:
                 for start in range(0, len(part), window):
                     yield channel, part[start : start + window]
 
-    def _window(self, sender: SmtpSender | SmsSender) -> int:
+    def _sender(self, channel: str) -> _Sender | None:
+        return {"email": self.smtp, "sms": self.sms, "webhook": self.webhooks}[channel]
+
+    def _window(self, sender: _Sender) -> int:
         rate = sender.settings.rate_per_second
         if rate is None:
             return FLUSH_EVERY
@@ -795,7 +818,8 @@ class _Run:
         prepared: list[tuple[Any, str]] = []
         for row in rows:
             try:
-                prepared.append(self._email(row) if channel == "email" else self._sms(row))
+                build = {"email": self._email, "sms": self._sms, "webhook": self._webhook}
+                prepared.append(build[channel](row))
             except (TemplateError, ValueError) as exc:
                 self.add(
                     SendResult.failed(row.id, f"cannot build the message: {exc}", permanent=True)
@@ -806,7 +830,7 @@ class _Run:
         """Hand armed messages to the channel's sender, in a thread of their own."""
         if not items:
             return None
-        sender = self.smtp if channel == "email" else self.sms
+        sender = self._sender(channel)
         assert sender is not None
         return _Flight(channel, sender, items, now=self.now, in_hand=self.in_hand)
 
@@ -884,6 +908,26 @@ class _Run:
             raise ValueError("the outbox row has no number")
         rendered = self._renderer(row).render(row.context | self._links(row, "sms"))
         return (row.id, row.address, with_stop_mention(rendered.text.strip())), SMS_PENDING
+
+    def _webhook(self, row: _Row) -> tuple[Webhook, str]:
+        """The webhook of a journey's action: posted to the row's URL with its payload."""
+        if not row.address:
+            raise ValueError("the outbox row has no URL")
+        payload = dict(row.payload or {})
+        payload.pop("url", None)
+        values = {
+            "id": row.key,
+            "type": "journey.action",
+            "journey": payload.pop("journey", None),
+            "step": payload.pop("step", None),
+            "visit": payload.pop("visit", None),
+            "instance_id": payload.pop("instance_id", None),
+            "customer_id": row.customer_id,
+            "purpose": row.purpose,
+            "properties": payload,
+            "created_at": row.planned_at.isoformat(),
+        }
+        return Webhook(row.id, row.address, body_of(values), row.key), WEBHOOK_PENDING
 
     # --- postal mail -----------------------------------------------------------------------
 

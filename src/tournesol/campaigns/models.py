@@ -127,7 +127,10 @@ class Outbox(Base):
     channel: Mapped[str] = mapped_column(String(20))
     purpose: Mapped[str] = mapped_column(String(40), default="marketing")
     language: Mapped[str] = mapped_column(String(8))
-    address: Mapped[str | None] = mapped_column(String(320))  # email or E.164 phone
+    address: Mapped[str | None] = mapped_column(String(320))  # email, E.164 phone, or URL
+    # what a journey's task or webhook carries: the journey, the step, the action's
+    # properties (queue, priority...); never personal data
+    payload: Mapped[dict[str, Any] | None] = mapped_column(Json)
     state: Mapped[str] = mapped_column(String(20), default="planned")
     send_after: Mapped[datetime] = mapped_column(UtcDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -412,6 +412,8 @@ def plan(
     dialect = Dialect.of(session)
     horizon = _horizon(policies)
     lookups = _lookups(session, runs, now=now)
+    if not dry_run:
+        _hold_sends(session)
     reader = None if dry_run else _Reader.start(session)
     if not dry_run:
         _lock(session, runs)
@@ -512,6 +514,29 @@ def _lock(session: Session, runs: Sequence[_Run]) -> None:
     missing = [run.spec.code for run in runs if run.spec.id not in locked]
     if missing:
         raise CampaignError(f"campaign {', '.join(missing)} was deleted while being planned")
+
+
+# The advisory key that orders plans and the gate (PostgreSQL): a plan holds it alone for its
+# whole transaction, every call of the gate shares it. A plan then sees every message the
+# gate has queued before it began, and the gate, every message of a plan that committed.
+SENDS_LOCK: Final = "campaign-sends"
+# How long the gate defers a message while a plan runs (it then tries again), and why.
+PLAN_WAIT: Final = timedelta(minutes=1)
+PLAN_RUNNING: Final = "campaign_plan_running"
+
+
+def _hold_sends(session: Session) -> None:
+    """Wait for the gate's calls under way to commit, and keep the gate (and other plans) out
+    until this plan commits: the marketing pressure of both must see the other's messages.
+    Taken before the plan's snapshot is shared with its reader (an advisory lock gives the
+    transaction no id). SQLite has one writer at a time: nothing to do."""
+    Dialect.of(session).lock(session, SENDS_LOCK)
+
+
+def _share_sends(session: Session) -> bool:
+    """For the gate: whether no plan is under way (then none starts until this transaction
+    commits). Tried without waiting; always true on SQLite."""
+    return Dialect.of(session).try_lock(session, SENDS_LOCK, shared=True)
 
 
 _SNAPSHOT: Final = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
@@ -1063,8 +1088,25 @@ class Admission:
 # How far ahead the gate looks for the instant the pressure rules let a message through.
 DEFER_HORIZON: Final = timedelta(days=30)
 # Tasks for staff rather than messages: an outbox row each, no consent asked (the advisor
-# sees the customer's consents in the 360° view), no dispatcher sends them.
+# sees the customer's consents in the 360° view), no dispatcher sends them: advisors work
+# them from their task list.
 TASK_CHANNELS: Final = ("advisor_task",)
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitRequest:
+    """One message a journey asks the gate for: a triggered campaign's message to one
+    customer on one channel, under an idempotency key. A webhook (channel ``webhook``) needs
+    no campaign: its ``payload`` names the ``url``; ``purpose`` is then its own (``service``
+    by default). ``payload``: what the outbox row carries besides (the journey, the step,
+    the action's properties), never personal data."""
+
+    campaign: Campaign | None
+    customer_id: int
+    channel: str
+    key: str
+    payload: Mapping[str, Any] | None = None
+    purpose: str | None = None
 
 
 def admit(
@@ -1077,7 +1119,25 @@ def admit(
     now: datetime,
     policies: Policies,
 ) -> Admission:
-    """The dispatch gate: may one message of a triggered campaign go to one customer now?
+    """The dispatch gate for one message: :func:`admit_many` with one request."""
+    request = AdmitRequest(campaign, customer_id, channel, key)
+    return admit_many(session, [request], now=now, policies=policies)[0]
+
+
+# Channels the gate queues without consent or pressure (not messages to the customer): an
+# advisor's task, a call to another system. They need an active customer all the same.
+UNCHECKED_CHANNELS: Final = (*TASK_CHANNELS, "webhook")
+
+
+def admit_many(
+    session: Session,
+    requests: Sequence[AdmitRequest],
+    *,
+    now: datetime,
+    policies: Policies,
+) -> list[Admission]:
+    """The dispatch gate: may each message of a triggered campaign go to its customer now?
+    One answer per request, in order.
 
     The rules are a plan's, for one customer and one channel, read as they stand at ``now``:
     the customer active, consent (French defaults or the policies'), suppression lists,
@@ -1085,61 +1145,191 @@ def admit(
     days and hours, the campaign's control group, then marketing pressure against what the
     outbox holds. Outside the contact window or over a pressure rule, the answer is
     ``deferred`` with the first instant it would pass (``suppressed`` when there is none
-    within :data:`DEFER_HORIZON`). Sent means one outbox row, keyed ``key``: asked again with
-    the same key, the gate finds the row and answers ``sent`` without a second one. Writes in
-    the caller's transaction (the journey worker commits it with the instance's state)."""
-    if campaign.kind != "triggered":
-        raise CampaignError(f"campaign {campaign.code} is planned, not triggered")
-    existing = session.scalar(select(Outbox.id).where(Outbox.key == key))
-    if existing is not None:
-        return Admission("sent", outbox_id=existing)
-    if campaign.status != "running":
-        return Admission("suppressed", f"campaign_{campaign.status}")
-    if channel in TASK_CHANNELS:
-        return _task(session, campaign, customer_id, channel, key, now)
-    if channel not in campaign.channels:
-        return Admission("suppressed", "channel_not_in_campaign")
-    languages = list(
-        session.scalars(
-            select(CampaignMessage.language).where(
-                CampaignMessage.campaign_id == campaign.id, CampaignMessage.channel == channel
-            )
-        )
-    )
-    spec = dataclasses.replace(_Spec.of(campaign), channels=(channel,))
-    run = _Run(campaign, spec, {customer_id}, {channel: languages}, PlanReport(campaign.code, True))
-    lookups = _Lookups(
-        _source_blocks(session), None, frozenset({channel}), frozenset({spec.purpose}),
-        frozenset({spec.brand_id}),
-    )  # fmt: skip
-    people = _load(
-        session, [customer_id], now=now, horizon=_horizon(policies), policies=policies,
-        lookups=lookups,
-    )  # fmt: skip
-    person = people.get(customer_id)
+    within :data:`DEFER_HORIZON`). Sent means one outbox row, keyed by the request's key:
+    asked again with the same key, the gate finds the row and answers ``sent`` without a
+    second one. Writes in the caller's transaction (the journey worker commits it with the
+    instances' states).
+
+    The requests are decided together: one set of reads for all their customers (the
+    plan's ``_load``), in request order, each message admitted counting in the pressure of
+    the requests after it (two messages to one customer in one call are capped as if sent
+    one after the other), then one insert of the outbox rows.
+
+    While a campaign plan is under way (PostgreSQL), messages are deferred by
+    :data:`PLAN_WAIT` (reason ``campaign_plan_running``): the plan's messages are not
+    visible until it commits, and the pressure rules must count them. Callers hold the
+    customers (the journey engine's advisory locks), so that two calls never decide for one
+    customer at once."""
+    for request in requests:
+        if request.campaign is None:
+            if request.channel != "webhook":
+                raise CampaignError(f"a {request.channel} message needs a triggered campaign")
+            if not str((request.payload or {}).get("url") or ""):
+                raise CampaignError("a webhook needs a url in its payload")
+        elif request.campaign.kind != "triggered":
+            raise CampaignError(f"campaign {request.campaign.code} is planned, not triggered")
+    answers: list[Admission | None] = [None] * len(requests)  # None: a task queued
+    existing = _outbox_ids(session, [r.key for r in requests])
+    pending: list[int] = []  # the requests to decide by the rules
+    tasks: list[int] = []
+    for index, request in enumerate(requests):
+        campaign = request.campaign
+        if request.key in existing:
+            answers[index] = Admission("sent", outbox_id=existing[request.key])
+        elif campaign is not None and campaign.status != "running":
+            answers[index] = Admission("suppressed", f"campaign_{campaign.status}")
+        elif request.channel in UNCHECKED_CHANNELS:
+            tasks.append(index)
+        elif campaign is None or request.channel not in campaign.channels:
+            answers[index] = Admission("suppressed", "channel_not_in_campaign")
+        else:
+            pending.append(index)
+    rows: dict[str, dict[str, Any]] = {}  # key -> outbox row (the first request of a key)
+    ids: dict[str, int] = {}
+    if tasks:
+        statuses = _statuses(session, sorted({requests[i].customer_id for i in tasks}))
+        for index in tasks:
+            request = requests[index]
+            if statuses.get(request.customer_id) != "active":
+                answers[index] = Admission("suppressed", str(rules.Reason.NOT_ACTIVE))
+            else:
+                language = request.campaign.default_language if request.campaign else ""
+                url = str((request.payload or {}).get("url") or "") or None
+                rows.setdefault(request.key, _outbox_row(request, language, url, now))
+    if pending and not _share_sends(session):
+        for index in pending:  # a plan is under way: its messages are not visible yet
+            answers[index] = Admission("deferred", PLAN_RUNNING, now + PLAN_WAIT)
+        pending = []
+    if pending:
+        campaigns_by_id = {
+            c.id: c for c in (requests[i].campaign for i in pending) if c is not None
+        }
+        languages = _message_languages(session, sorted(campaigns_by_id))
+        runs: dict[tuple[int, str], _Run] = {}
+        for campaign_id, channel in sorted(
+            {(cast(Campaign, requests[i].campaign).id, requests[i].channel) for i in pending}
+        ):
+            campaign = campaigns_by_id[campaign_id]
+            spec = dataclasses.replace(_Spec.of(campaign), channels=(channel,))
+            runs[(campaign_id, channel)] = _Run(
+                campaign, spec, set(), {channel: languages.get((campaign_id, channel), [])},
+                PlanReport(campaign.code, True),
+            )  # fmt: skip
+        specs = [run.spec for run in runs.values()]
+        lookups = _Lookups(
+            _source_blocks(session), None, frozenset(s.channels[0] for s in specs),
+            frozenset(s.purpose for s in specs), frozenset(s.brand_id for s in specs),
+        )  # fmt: skip
+        customers = sorted({requests[i].customer_id for i in pending})
+        people = _load(
+            session, customers, now=now, horizon=_horizon(policies), policies=policies,
+            lookups=lookups,
+        )  # fmt: skip
+        since = now - timedelta(days=policies.contract_days)
+        for index in pending:
+            request = requests[index]
+            if request.key in rows:  # the same key twice in one call: one message
+                answers[index] = Admission("sent")
+                continue
+            run = runs[(cast(Campaign, request.campaign).id, request.channel)]
+            person = people.get(request.customer_id)
+            answer, row = _decide_one(run, person, request, now, policies, since)
+            answers[index] = answer
+            if row is not None:
+                rows[request.key] = row
+    if rows:
+        dialect = Dialect.of(session)
+        session.execute(dialect.insert_ignoring(_table(Outbox), ("key",)), list(rows.values()))
+        ids = _outbox_ids(session, list(rows))
+    out: list[Admission] = []
+    for request, given in zip(requests, answers, strict=True):
+        if given is None or (given.outcome == "sent" and given.outbox_id is None):
+            given = Admission("sent", outbox_id=ids.get(request.key))  # queued just now
+        out.append(given)
+    return out
+
+
+def _decide_one(
+    run: _Run,
+    person: _Person | None,
+    request: AdmitRequest,
+    now: datetime,
+    policies: Policies,
+    since: datetime,
+) -> tuple[Admission, dict[str, Any] | None]:
+    """One request by the plan's rules: the answer, and the outbox row when it is sent (the
+    message then joins the person's history, for the pressure of the requests after it)."""
     if person is None:
-        return Admission("suppressed", str(rules.Reason.NOT_ACTIVE))
-    since = now - timedelta(days=policies.contract_days)
+        return Admission("suppressed", str(rules.Reason.NOT_ACTIVE)), None
     outcome = _eligible(run, person, now=now, policies=policies, since=since)
     if outcome.group != "target":
-        return Admission("suppressed", outcome.reason)
+        return Admission("suppressed", outcome.reason), None
     assert outcome.send_at is not None and outcome.language is not None
     if outcome.send_at > now:
-        return Admission("deferred", str(rules.Reason.OUTSIDE_CONTACT_WINDOW), outcome.send_at)
+        reason = str(rules.Reason.OUTSIDE_CONTACT_WINDOW)
+        return Admission("deferred", reason, outcome.send_at), None
+    spec = run.spec
     pressure = policies.pressure
     if person.max_per_week is not None:
         pressure = _with_own_cap(pressure, person.max_per_week)
-    contact = rules.Contact(now, channel, spec.brand_id, spec.purpose)
+    contact = rules.Contact(now, request.channel, spec.brand_id, spec.purpose)
     history = person.history or []
     verdict = rules.check_pressure(pressure, history, contact)
     if verdict is not None:
         later = next_fit(pressure, history, contact, latest=now + DEFER_HORIZON)
         if later is None:
-            return Admission("suppressed", str(verdict[0]))
-        return Admission("deferred", str(verdict[0]), later)
-    return _queue(
-        session, campaign, customer_id, channel, outcome.language, outcome.address, key, now
-    )
+            return Admission("suppressed", str(verdict[0])), None
+        return Admission("deferred", str(verdict[0]), later), None
+    if person.history is None:
+        person.history = []
+    person.history.append(contact)
+    return Admission("sent"), _outbox_row(request, outcome.language, outcome.address, now)
+
+
+def _outbox_ids(session: Session, keys: Sequence[str]) -> dict[str, int]:
+    """The outbox rows' ids by key, for the keys that have one."""
+    dialect = Dialect.of(session)
+    found: dict[str, int] = {}
+    for part in chunked(sorted(set(keys)), dialect.max_params - 10):
+        query = select(Outbox.key, Outbox.id).where(dialect.one_of(Outbox.key, list(part)))
+        found.update((key, id_) for key, id_ in session.execute(query))
+    return found
+
+
+def _statuses(session: Session, ids: Sequence[int]) -> dict[int, str]:
+    dialect = Dialect.of(session)
+    out: dict[int, str] = {}
+    for part in chunked(ids, dialect.max_params - 10):
+        query = select(Customer.id, Customer.status).where(dialect.one_of(Customer.id, list(part)))
+        out.update((id_, status) for id_, status in session.execute(query))
+    return out
+
+
+def _message_languages(
+    session: Session, campaign_ids: Sequence[int]
+) -> dict[tuple[int, str], list[str]]:
+    """The languages each campaign has a message in, by campaign and channel."""
+    out: dict[tuple[int, str], list[str]] = defaultdict(list)
+    m = CampaignMessage
+    query = select(m.campaign_id, m.channel, m.language).where(m.campaign_id.in_(campaign_ids))
+    for campaign_id, channel, language in session.execute(query.order_by(m.id)):
+        out[(campaign_id, channel)].append(language)
+    return out
+
+
+def _outbox_row(
+    request: AdmitRequest, language: str, address: str | None, now: datetime
+) -> dict[str, Any]:
+    campaign = request.campaign
+    purpose = request.purpose or (campaign.purpose if campaign is not None else "service")
+    return {
+        "key": request.key, "campaign_id": campaign.id if campaign else None,
+        "customer_id": request.customer_id, "brand_id": campaign.brand_id if campaign else None,
+        "channel": request.channel, "purpose": purpose, "language": language,
+        "address": address, "state": "planned", "send_after": now, "attempts": 0,
+        "planned_at": now, "updated_at": now,
+        "payload": dict(request.payload) if request.payload is not None else None,
+    }  # fmt: skip
 
 
 def next_fit(
@@ -1163,40 +1353,6 @@ def next_fit(
         if rules.check_pressure(policy, history, moved) is None:
             return instant
     return None
-
-
-def _queue(
-    session: Session,
-    campaign: Campaign,
-    customer_id: int,
-    channel: str,
-    language: str,
-    address: str | None,
-    key: str,
-    now: datetime,
-) -> Admission:
-    """The outbox row of an admitted message, once per key (a concurrent twin finds it)."""
-    dialect = Dialect.of(session)
-    row = {
-        "key": key, "campaign_id": campaign.id, "customer_id": customer_id,
-        "brand_id": campaign.brand_id, "channel": channel, "purpose": campaign.purpose,
-        "language": language, "address": address, "state": "planned", "send_after": now,
-        "attempts": 0, "planned_at": now, "updated_at": now,
-    }  # fmt: skip
-    session.execute(dialect.insert_ignoring(_table(Outbox), ("key",)).values(**row))
-    outbox_id = session.scalar(select(Outbox.id).where(Outbox.key == key))
-    return Admission("sent", outbox_id=outbox_id)
-
-
-def _task(
-    session: Session, campaign: Campaign, customer_id: int, channel: str, key: str, now: datetime
-) -> Admission:
-    """A task for staff (an advisor's call): an outbox row, open until done."""
-    status = session.scalar(select(Customer.status).where(Customer.id == customer_id))
-    if status != "active":
-        return Admission("suppressed", str(rules.Reason.NOT_ACTIVE))
-    language = campaign.default_language
-    return _queue(session, campaign, customer_id, channel, language, None, key, now)
 
 
 # The stage (index in STAGES) a reason drops a customer at; the others: the channel stage.

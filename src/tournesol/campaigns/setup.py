@@ -14,6 +14,7 @@ from tournesol.campaigns.service import Policies, load_policies
 from tournesol.channels.email import SmtpSettings
 from tournesol.channels.links import LinkSigner
 from tournesol.channels.sms import SmsSettings
+from tournesol.channels.webhook import WebhookSettings
 from tournesol.config import Settings
 
 LINK_SECRET_FILE = "link-secret"
@@ -110,6 +111,23 @@ def sms_settings(settings: Settings) -> SmsSettings:
         )
     except ValueError as exc:
         raise SetupError(f"SMS settings (TOURNESOL_SMS_*): {exc}") from None
+
+
+def webhook_settings(settings: Settings) -> WebhookSettings:
+    """The secret, timeout and rate of journeys' webhooks."""
+    if not settings.webhook_secret:
+        raise SetupError(
+            "set TOURNESOL_WEBHOOK_SECRET (16 characters or more, shared with the receivers) "
+            "to send webhooks"
+        )
+    try:
+        return WebhookSettings(
+            secret=settings.webhook_secret,
+            timeout=settings.webhook_timeout,
+            rate_per_second=settings.webhook_rate_per_second,
+        )
+    except ValueError as exc:
+        raise SetupError(f"webhook settings (TOURNESOL_WEBHOOK_*): {exc}") from None
 
 
 def postal_sender_lines(settings: Settings) -> list[str]:

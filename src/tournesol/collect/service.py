@@ -177,7 +177,7 @@ class Growth:
 STALE_SHARE = 0.2
 # One refresh at a time across the server's processes (an ANALYZE waits for another one of
 # the same table): the key of a PostgreSQL advisory lock.
-_ANALYZE_LOCK = 0x746F75726E  # "tourn"
+_ANALYZE_LOCK = "analyze"
 
 
 def stale_tables(conn: Connection) -> dict[str, tuple[str, ...]]:
@@ -203,9 +203,7 @@ def stale_tables(conn: Connection) -> dict[str, tuple[str, ...]]:
 def _refresh(conn: Connection) -> list[str]:
     """ANALYZE the stale tables, unless another process is doing it; the tables done."""
     dialect = Dialect.of(conn)
-    if dialect.name == "postgresql" and not conn.scalar(
-        text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _ANALYZE_LOCK}
-    ):
+    if not dialect.try_lock(conn, _ANALYZE_LOCK):
         return []
     tables = stale_tables(conn)
     dialect.refresh_statistics(conn, tables)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tournesol.db import Base, BigId, UtcDateTime, utcnow
+from tournesol.db import Base, BigId, Json, UtcDateTime, utcnow
 
 
 class Brand(Base):
@@ -136,3 +136,41 @@ class CustomerNameKey(Base):
 
     # (key, customer_id): a search reads the customers of a key from the index alone
     __table_args__ = (Index("ix_customer_name_key_key_customer", "key", "customer_id"),)
+
+
+class CustomerTag(Base):
+    """A tag on a customer (``winback_candidate``), set by a journey's ``update`` step or by
+    staff; ``source`` says who set it (``journey:welcome``). One row per customer and tag:
+    setting it again refreshes ``set_at``. A merge moves the absorbed person's tags to the
+    survivor (but those the survivor already has)."""
+
+    __tablename__ = "customer_tag"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # no foreign key, as the outbox and the features: rows written in bulk by the engine
+    customer_id: Mapped[int] = mapped_column(BigId)
+    tag: Mapped[str] = mapped_column(String(60))
+    source: Mapped[str] = mapped_column(String(100))
+    set_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("customer_id", "tag"),
+        Index("ix_customer_tag_tag", "tag"),
+    )
+
+
+class CustomerAttribute(Base):
+    """A named value kept on a customer outside the golden record (``preferred_store``,
+    ``welcome_variant``), set by a journey's ``update`` step: the golden record's columns
+    belong to survivorship and are never written this way. One row per customer and name."""
+
+    __tablename__ = "customer_attribute"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(BigId)
+    name: Mapped[str] = mapped_column(String(60))
+    value: Mapped[Any] = mapped_column(Json)
+    source: Mapped[str] = mapped_column(String(100))
+    set_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (UniqueConstraint("customer_id", "name"),)

@@ -44,7 +44,13 @@ from tournesol.collect.models import CollectedEvent, VisitorLink
 from tournesol.consent import service as consent_service
 from tournesol.consent.models import Consent, Preference
 from tournesol.customers import service as customer_service
-from tournesol.customers.models import Customer, Identifier, OrganisationContact
+from tournesol.customers.models import (
+    Customer,
+    CustomerAttribute,
+    CustomerTag,
+    Identifier,
+    OrganisationContact,
+)
 from tournesol.db import Dialect, UtcDateTime, chunked, utcnow
 from tournesol.identity import survivorship
 from tournesol.identity.models import MergeEvent, MergeMove
@@ -72,6 +78,9 @@ MOVABLE: dict[str, tuple[Table, tuple[str, ...]]] = {
     "outbox": (cast(Table, Outbox.__table__), ()),
     # the purchases attributed to campaigns follow the purchases (transaction moves too)
     "campaign_attribution": (cast(Table, CampaignAttribution.__table__), ()),
+    # what journeys set on the person: but the tags and values the survivor has already
+    "customer_tag": (cast(Table, CustomerTag.__table__), ("tag",)),
+    "customer_attribute": (cast(Table, CustomerAttribute.__table__), ("name",)),
 }
 # Tables with a customer_id that a merge leaves alone: the audit log is history (who read
 # whom, as it was), the name keys are derived from the golden record and rewritten with it;

@@ -440,6 +440,24 @@ class JourneyDefinition:
             return None
         return self.instance_key.removeprefix("event.properties.")
 
+    def reads(self) -> frozenset[str]:
+        """What the engine must load about a customer for this journey, beyond the time
+        zone: ``attributes`` (a ``customer.*`` field in a branch or a date expression),
+        ``segments``, ``scores``, ``consent`` (predicates on them in a branch). Event
+        predicates (trigger, exit criteria, awaited events) read the event only."""
+        found: set[str] = set()
+        for s in self.steps:
+            if isinstance(s, BranchStep):
+                for case in s.cases:
+                    found |= _predicate_reads(case.when)
+            elif (
+                isinstance(s, WaitStep)
+                and s.until is not None
+                and s.until.path.startswith("customer.")
+            ):
+                found.add("attributes")
+        return frozenset(found)
+
     def edges(self) -> tuple[tuple[str, str, str], ...]:
         """The graph for display: ``(from step, to step, label)`` for every link, the label
         being ``next``, ``on_event``, ``on_timeout``, ``else``, a branch case (``when 1``) or
@@ -503,6 +521,20 @@ class JourneyDefinition:
             )
             self._digest.append(hashlib.sha256(text.encode()).hexdigest())
         return self._digest[0]
+
+
+def _predicate_reads(predicate: Predicate) -> set[str]:
+    if isinstance(predicate, FieldTest):
+        return {"attributes"} if predicate.field.startswith("customer.") else set()
+    if isinstance(predicate, AllOf | AnyOf):
+        return set().union(*(_predicate_reads(p) for p in predicate.items))
+    if isinstance(predicate, Not):
+        return _predicate_reads(predicate.item)
+    if isinstance(predicate, InSegment):
+        return {"segments"}
+    if isinstance(predicate, ScoreTest):
+        return {"scores"}
+    return {"consent"}
 
 
 # --------------------------------------------------------------------------------------------

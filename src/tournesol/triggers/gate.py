@@ -9,16 +9,16 @@ it records each call and answers from a policy; simulations and tests use it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tournesol.campaigns.models import Campaign
-from tournesol.campaigns.service import Policies, admit
+from tournesol.campaigns.service import UNCHECKED_CHANNELS, AdmitRequest, Policies, admit_many
 from tournesol.triggers.definition import JourneyDefinition
 from tournesol.triggers.models import JourneyInstance
 from tournesol.triggers.rules import GateResult, Send
@@ -26,10 +26,21 @@ from tournesol.triggers.rules import GateResult, Send
 SENT = GateResult("sent")
 
 
+class Ask(NamedTuple):
+    """One :class:`Send` for the gate, with the instance and journey it comes from."""
+
+    send: Send
+    instance: JourneyInstance
+    journey: JourneyDefinition
+
+
 class Gate(Protocol):
-    """What the engine calls for every :class:`Send`, in the worker's transaction: the gate
-    writes what it writes (the outbox row) in ``session``, which the worker commits together
-    with the instance's new state, and never commits itself."""
+    """What the engine calls with the :class:`Send` effects of a pass, in the worker's
+    transaction: the gate writes what it writes (the outbox rows) in ``session``, which the
+    worker commits together with the instances' new states, and never commits itself.
+
+    ``send_many`` answers every ask, in order, as if they were asked one after the other
+    (two messages to one customer count in each other's pressure); ``send`` is one ask."""
 
     def send(
         self,
@@ -40,6 +51,10 @@ class Gate(Protocol):
         journey: JourneyDefinition,
         now: datetime,
     ) -> GateResult: ...
+
+    def send_many(
+        self, session: Session, asks: Sequence[Ask], *, now: datetime
+    ) -> list[GateResult]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +108,14 @@ class RecordingGate:
         )
         return result
 
+    def send_many(
+        self, session: Session, asks: Sequence[Ask], *, now: datetime
+    ) -> list[GateResult]:
+        return [
+            self.send(session, send=a.send, instance=a.instance, journey=a.journey, now=now)
+            for a in asks
+        ]
+
     @property
     def sent(self) -> list[GateCall]:
         """The calls answered ``sent``."""
@@ -105,12 +128,13 @@ class RecordingGate:
 
 
 class DispatchGate:
-    """The real gate: each :class:`Send` of a journey goes through
-    :func:`tournesol.campaigns.service.admit`, the campaigns' own rules and outbox. The
+    """The real gate: the :class:`Send` effects of a journey go through
+    :func:`tournesol.campaigns.service.admit_many`, the campaigns' own rules and outbox. The
     action's ``message`` names a triggered campaign (its messages per channel and language,
     its brand, purpose, priority and costs); ``call_center`` is the campaigns' ``phone``
-    channel. Webhooks are not available yet: they are answered ``suppressed``
-    (``webhook_unavailable``)."""
+    channel. A webhook needs no campaign: its outbox row holds the URL, and the dispatcher
+    posts it (docs/journeys.md). Tasks and webhooks carry the journey, the step and the
+    action's properties in the row's payload."""
 
     def __init__(self, policies: Policies) -> None:
         self.policies = policies
@@ -125,26 +149,43 @@ class DispatchGate:
         journey: JourneyDefinition,
         now: datetime,
     ) -> GateResult:
-        if send.channel == "webhook":
-            return GateResult("suppressed", "webhook_unavailable")
-        campaign = self._campaign(session, send.message)
-        if campaign is None:
-            return GateResult("suppressed", "no_triggered_campaign")
-        channel = CHANNEL_OF.get(send.channel, send.channel)
-        answer = admit(
-            session,
-            campaign=campaign,
-            customer_id=instance.customer_id,
-            channel=channel,
-            key=send.idempotency_key,
-            now=now,
-            policies=self.policies,
-        )
-        if answer.outcome == "sent":
-            return SENT
-        if answer.outcome == "deferred":
-            return GateResult("deferred", answer.reason, answer.until)
-        return GateResult("suppressed", answer.reason)
+        return self.send_many(session, [Ask(send, instance, journey)], now=now)[0]
+
+    def send_many(
+        self, session: Session, asks: Sequence[Ask], *, now: datetime
+    ) -> list[GateResult]:
+        answers: list[GateResult | None] = [None] * len(asks)
+        requests: list[AdmitRequest] = []
+        where: list[int] = []
+        for index, (send, instance, journey) in enumerate(asks):
+            campaign = self._campaign(session, send.message)
+            if campaign is None and (send.channel != "webhook" or send.message):
+                answers[index] = GateResult("suppressed", "no_triggered_campaign")
+                continue
+            channel = CHANNEL_OF.get(send.channel, send.channel)
+            payload = None
+            if channel in UNCHECKED_CHANNELS:
+                payload = {
+                    "journey": journey.code, "step": send.step, "visit": send.visit,
+                    "instance_id": instance.id, **send.properties,
+                }  # fmt: skip
+            requests.append(
+                AdmitRequest(
+                    campaign, instance.customer_id, channel, send.idempotency_key, payload,
+                    send.purpose if channel == "webhook" else None,
+                )
+            )  # fmt: skip
+            where.append(index)
+        if requests:
+            admitted = admit_many(session, requests, now=now, policies=self.policies)
+            for index, answer in zip(where, admitted, strict=True):
+                if answer.outcome == "sent":
+                    answers[index] = SENT
+                elif answer.outcome == "deferred":
+                    answers[index] = GateResult("deferred", answer.reason, answer.until)
+                else:
+                    answers[index] = GateResult("suppressed", answer.reason)
+        return [answer or SENT for answer in answers]
 
     def _campaign(self, session: Session, code: str | None) -> Campaign | None:
         if not code:

@@ -171,4 +171,10 @@ class JourneyCursor(Base):
     name: Mapped[str] = mapped_column(String(80), primary_key=True)
     position: Mapped[int] = mapped_column(BigInteger)
     floor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # scans by id on PostgreSQL (service._scan_ids): every row at or below ``settled`` is
+    # read or never commits; ``watch`` is the id settled moves to once the transactions
+    # older than the one in ``pending`` ("<round>:<transaction id>") have ended
+    settled: Mapped[int | None] = mapped_column(BigInteger)
+    watch: Mapped[int | None] = mapped_column(BigInteger)
+    pending: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

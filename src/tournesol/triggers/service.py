@@ -7,8 +7,9 @@ Three movements, each one transaction of the caller:
 1. **Intake** (:func:`collect_events`, :func:`run_date_triggers`, :func:`submit_event`):
    what happened becomes rows of ``journey_inbox``, one per event id (``INSERT ... ON
    CONFLICT DO NOTHING``: collecting twice stores once). The scans read new rows of the
-   history past a cursor (``journey_cursor``), and read the last :data:`MARGIN` ids again,
-   because on PostgreSQL a row with a lower id can commit after one with a higher id. A
+   history past a cursor (``journey_cursor``). On PostgreSQL a row with a lower id can commit
+   after one with a higher id, so a scan also reads again the ids that transactions still
+   running at an earlier scan may hold, until they have ended (:func:`_scan_ids`). A
    cursor that does not exist yet starts at the end of the history: journeys act on what
    happens from then on (``backfill=True`` reads from the start), and rows older than
    ``max_age`` are never collected (an import of last year's tickets starts no journey).
@@ -38,8 +39,8 @@ Every change is written with its effects in the same transaction: the instance's
 step log (unique per instance, step and visit, inserted ignoring duplicates), score updates,
 and the customer's timeline (``journey_entered``, ``journey_step`` for the actions' results
 and updates, ``journey_goal``, ``journey_exited``; direction ``internal``, campaign code
-``journey:<code>``). Tags and attributes set by ``update`` steps have no column on the
-customer yet: they are recorded in the step log's detail and on the timeline only.
+``journey:<code>``), the tags and values ``update`` steps set (``customer_tag``,
+``customer_attribute``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    delete,
     exists,
     func,
     literal,
@@ -68,13 +70,19 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from tournesol.campaigns.rules import CONTACT_CHANNELS, FRENCH_DEFAULTS, ConsentFact, decide_consent
 from tournesol.campaigns.service import COUNTRY_ZONES
 from tournesol.consent.models import ConsentState
-from tournesol.customers.models import Brand, Customer, OrganisationContact
+from tournesol.customers.models import (
+    Brand,
+    Customer,
+    CustomerAttribute,
+    CustomerTag,
+    OrganisationContact,
+)
 from tournesol.db import Dialect, chunked
 from tournesol.interactions.models import INTERNAL, Interaction, Transaction
 from tournesol.scoring.models import CustomerFeature, CustomerRfm, CustomerScore
@@ -89,7 +97,7 @@ from tournesol.triggers.definition import (
     load_journey,
     parse_journey,
 )
-from tournesol.triggers.gate import Gate, GateCall, RecordingGate
+from tournesol.triggers.gate import Ask, Gate, GateCall, RecordingGate
 from tournesol.triggers.models import (
     LIVE,
     Journey,
@@ -111,6 +119,7 @@ from tournesol.triggers.rules import (
     GoalReached,
     InstanceState,
     PastInstance,
+    Send,
     StepLogged,
     Update,
     advance,
@@ -121,7 +130,11 @@ from tournesol.triggers.rules import (
     trigger_matches,
 )
 
-FactsLoader: TypeAlias = Callable[[Session, Sequence[int], datetime], dict[int, Facts]]
+FactsLoader: TypeAlias = Callable[
+    [Session, Sequence[int], datetime, frozenset[str]], dict[int, Facts]
+]
+# What load_facts can read (JourneyDefinition.reads names what a journey needs of it).
+EVERYTHING: Final = frozenset({"attributes", "segments", "scores", "consent"})
 
 # The event that starts one journey by name (properties.journey): what a date rule that falls
 # due and the API put in the inbox. Only journeys triggered by a date rule or the API take it.
@@ -137,7 +150,6 @@ EVENT_ALIASES: Final[Mapping[str, str]] = {
     "email_unsubscribed": UNSUBSCRIBED,
     "sms_stop": UNSUBSCRIBED,
 }
-MARGIN: Final = 1000  # ids read again by every scan
 MAX_AGE: Final = timedelta(days=7)  # older history is never collected
 DEFAULT_ZONE: Final = "Europe/Paris"
 CONTRACT_DAYS: Final = 365  # a purchase this recent counts as a contract (campaigns' default)
@@ -145,15 +157,18 @@ LIVE_STATUSES: Final = ("active", "waiting", "awaiting_gate")
 TIMELINE_TYPES: Final = ("journey_entered", "journey_step", "journey_goal", "journey_exited")
 
 _INBOX = cast(Table, JourneyInbox.__table__)
+_TAGS = cast(Table, CustomerTag.__table__)
+_ATTRIBUTES = cast(Table, CustomerAttribute.__table__)
 _INSTANCES = cast(Table, JourneyInstance.__table__)
 _LOGS = cast(Table, JourneyStepLog.__table__)
 _CURSORS = cast(Table, JourneyCursor.__table__)
 _INTERACTIONS = cast(Table, Interaction.__table__)
 _SCORES = cast(Table, CustomerScore.__table__)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-# PostgreSQL advisory locks of customers whose messages a worker is passing through the gate:
-# this base plus the customer's id ("jrn" in the top bits, clear of other advisory keys).
-_CUSTOMER_LOCKS: Final = 0x6A726E << 40
+# Advisory lock spaces (PostgreSQL): the customers a worker is deciding for, and the
+# collector (one at a time).
+_CUSTOMER_LOCKS: Final = "journey-customer"
+_COLLECTOR_LOCK: Final = "journey-collector"
 _DEFINITIONS: dict[str, JourneyDefinition] = {}  # by digest: versions never change
 
 
@@ -368,15 +383,20 @@ def collect_events(
     *,
     now: datetime,
     limit: int = 10_000,
-    margin: int = MARGIN,
     max_age: timedelta = MAX_AGE,
     backfill: bool = False,
 ) -> Counter[str]:
     """Put into the inbox what happened since the last call: new interactions and
     transactions of known customers, new customers, segment entries and exits. Reads at most
     ``limit`` new rows per source (call again while it finds some). Returns the events
-    stored per source; collecting again stores nothing twice."""
+    stored per source; collecting again stores nothing twice.
+
+    On PostgreSQL one collector works at a time (an advisory lock, tried without waiting):
+    while another worker collects, this call returns at once with nothing, rather than
+    read the same new rows and wait on the other's inbox rows."""
     dialect = Dialect.of(session)
+    if not dialect.try_lock(session, _COLLECTOR_LOCK):
+        return Counter()
     dialect.claim_write(session.connection(), _CURSORS)
     recent = now - max_age
     counts: Counter[str] = Counter()
@@ -390,7 +410,6 @@ def collect_events(
             now=now,
             recent=recent,
             limit=limit,
-            margin=margin,
             backfill=backfill,
         )
         counts[name] += _insert_events(session, rows)
@@ -413,44 +432,91 @@ def _scan_ids(
     now: datetime,
     recent: datetime,
     limit: int,
-    margin: int,
     backfill: bool,
 ) -> list[_EventRow]:
-    """The events of ``table``'s rows past the cursor ``name`` (and of the last ``margin``
-    ids before it that are not in the inbox yet); the cursor moves to the last id read."""
+    """The events of ``table``'s rows past the cursor ``name`` that are not in the inbox
+    yet; the cursor moves to the last id read.
+
+    On PostgreSQL ids are drawn when a row is written, not when it commits: a row with a
+    lower id can become visible after a scan has passed it. So the cursor keeps, besides
+    ``position`` (the last id read), ``settled``: every row at or below it has been read or
+    never will commit. A scan reads ``(settled, position]`` again, then its new rows.
+
+    ``settled`` moves to a ``watch`` (the last id seen by an earlier scan) once every
+    transaction that could still commit a row at or below it has ended. Such a transaction
+    drew that row's id before the watched row was drawn and committed, hence was given its
+    transaction id before the scan ended; the scan then takes a transaction id of its own,
+    ``N`` (kept in ``pending``), and the watch holds until a snapshot's ``xmin`` (the oldest
+    transaction still running) has passed ``N``. Done twice over, one scan apart: a
+    transaction draws its first id an instant before it is given its transaction id, and
+    the second round covers that instant. (A snapshot's list of running transactions is not
+    enough: it leaves out those given an id after the last one that ended.) A long
+    transaction holds ``settled`` back (a campaign plan): the window read again grows
+    meanwhile; the rows already in the inbox are skipped by their event id.
+
+    SQLite has one writer at a time, which commits before the next draws an id: its rows
+    become visible in id order, and ``settled`` follows ``position``."""
+    c = _CURSORS.c
     found = session.execute(
-        select(JourneyCursor.position, JourneyCursor.floor).where(JourneyCursor.name == name)
+        select(c.position, c.floor, c.settled, c.watch, c.pending).where(c.name == name)
     ).first()
     if found is None:
         top = 0 if backfill else session.scalar(select(func.max(table.c.id))) or 0
         _init_cursor(session, name, top, top, now)
         if not backfill:
             return []
-        position, floor = 0, 0
+        position, floor, settled, watch, pending = 0, 0, 0, None, None
     else:
-        position, floor = found
+        position, floor, settled, watch, pending = found
+    settled = max(position if settled is None else settled, floor)
     window = select(table.c.id).where(table.c.id > position).order_by(table.c.id).limit(limit)
-    upper = session.scalar(select(func.max(window.subquery().c.id)))
+    top = func.max(window.subquery().c.id)
+    postgres = Dialect.of(session).name == "postgresql"
+    xmin = 0
+    if postgres:
+        upper, xmin = session.execute(
+            select(top, text("pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
+        ).one()
+    else:
+        upper = session.scalar(select(top))
     upper = position if upper is None else upper
-    lower = max(position - margin, floor)
     rows: list[_EventRow] = []
-    if upper > lower:
+    if upper > settled:
         known = exists().where(_INBOX.c.event_id == prefix(table))
-        rows = load(session, recent, [table.c.id > lower, table.c.id <= upper, ~known])
+        rows = load(session, recent, [table.c.id > settled, table.c.id <= upper, ~known])
+    values: dict[str, Any] = {}
+    if not postgres:
+        values.update(settled=upper, watch=None, pending=None)
+    else:
+        phase, mark = _watch_state(pending)
+        if watch is None or xmin >= mark:
+            mine = int(session.scalar(text("SELECT pg_current_xact_id()::text")) or 0)
+            if watch is None:
+                values.update(watch=upper, pending=f"1:{mine}")
+            elif phase == 1:  # the first round is over: once more, for the instant
+                values.update(pending=f"2:{mine}")
+            else:  # every row up to the watch was read by this scan at the latest
+                values.update(settled=max(settled, watch), watch=upper, pending=f"1:{mine}")
     if upper > position:
-        session.execute(
-            update(_CURSORS)
-            .where(_CURSORS.c.name == name, _CURSORS.c.position < upper)
-            .values(position=upper, updated_at=now)
-        )
+        values.update(position=upper)
+    if values:
+        session.execute(update(_CURSORS).where(c.name == name).values(**values, updated_at=now))
     return rows
+
+
+def _watch_state(pending: str | None) -> tuple[int, int]:
+    """A cursor's watch: its round (1 or 2) and the transaction id ``xmin`` must pass."""
+    if not pending or ":" not in pending:
+        return 1, 0
+    phase, mark = pending.split(":", 1)
+    return int(phase), int(mark)
 
 
 def _init_cursor(session: Session, name: str, position: int, floor: int, now: datetime) -> None:
     session.execute(
         Dialect.of(session)
         .insert_ignoring(_CURSORS, ("name",))
-        .values(name=name, position=position, floor=floor, updated_at=now)
+        .values(name=name, position=position, floor=floor, settled=position, updated_at=now)
     )
 
 
@@ -790,25 +856,33 @@ def _month_day(session: Session, column: Any) -> Any:
 # Facts
 
 
-def load_facts(session: Session, customer_ids: Sequence[int], now: datetime) -> dict[int, Facts]:
-    """What the engine knows about these customers at ``now``, in a few set-based reads.
+def load_facts(
+    session: Session, customer_ids: Sequence[int], now: datetime, reads: frozenset[str] = EVERYTHING
+) -> dict[int, Facts]:
+    """What the engine knows about these customers at ``now``, in a few set-based reads;
+    ``reads`` says which parts (:meth:`JourneyDefinition.reads`), the others stay empty:
 
-    - ``customer``: the golden record's columns (but the provenance), ``age`` in whole years,
-      the features of ``customer_feature`` (``last_purchase_at``, ``purchase_count_365``...;
-      amounts as numbers) and ``rfm_segment`` (RFM over all brands);
+    - ``attributes``: ``customer`` holds the golden record's columns (but the provenance),
+      ``age`` in whole years, the features of ``customer_feature`` (``last_purchase_at``,
+      ``purchase_count_365``...; amounts as numbers) and ``rfm_segment`` (RFM over all
+      brands), ``tags`` (sorted) and ``attributes`` (what update steps set); without it,
+      ``customer`` holds ``id`` and ``country`` only;
     - ``segments``: the codes of the saved segments they are in now; ``scores``: by model;
-    - ``allowed_channels``: the ``(channel, purpose)`` pairs that
+    - ``consent``: ``allowed_channels``, the ``(channel, purpose)`` pairs that
       :func:`tournesol.campaigns.rules.decide_consent` allows under the French defaults for
       the customer's brand (or the group), for purpose ``marketing`` and every purpose their
       consents name; a purchase within :data:`CONTRACT_DAYS` counts as a contract;
-    - ``timezone``: the zone of their country (``COUNTRY_ZONES``), Paris by default.
+    - always ``timezone``: the zone of their country (``COUNTRY_ZONES``), Paris by default.
 
     Merged or erased customers are left out of the answer.
     """
     out: dict[int, Facts] = {}
     dialect = Dialect.of(session)
     c = cast(Table, Customer.__table__)
-    columns = [col for col in c.c if col.name != "provenance"]
+    if "attributes" in reads or "consent" in reads:
+        columns = [col for col in c.c if col.name != "provenance"]
+    else:
+        columns = [c.c.id, c.c.country]
     for batch in chunked(sorted(set(customer_ids)), 5000):
         ids = list(batch)
         people: dict[int, dict[str, Any]] = {}
@@ -823,45 +897,30 @@ def load_facts(session: Session, customer_ids: Sequence[int], now: datetime) -> 
             cid: COUNTRY_ZONES.get(p.get("country") or "FR", DEFAULT_ZONE)
             for cid, p in people.items()
         }
-        for cid, p in people.items():
-            born = p.get("birth_date")
-            if isinstance(born, date):
-                today = now.astimezone(ZoneInfo(zones[cid])).date()
-                p["age"] = (
-                    today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-                )
-        f = cast(Table, CustomerFeature.__table__)
-        for row in session.execute(select(f).where(dialect.one_of(f.c.customer_id, ids))):
-            values = dict(row._mapping)
-            person = people.get(values.pop("customer_id"))
-            if person is not None:
-                values.pop("computed_at", None)
-                person.update({k: _value(v) for k, v in values.items()})
-        for cid, segment in session.execute(
-            select(CustomerRfm.customer_id, CustomerRfm.segment).where(
-                dialect.one_of(CustomerRfm.customer_id, ids), CustomerRfm.scope == "all"
-            )
-        ):
-            if cid in people:
-                people[cid]["rfm_segment"] = segment
+        if "attributes" in reads:
+            _attributes(session, ids, people, zones, now)
         segments: dict[int, set[str]] = defaultdict(set)
-        for cid, code in session.execute(
-            select(SegmentMembership.customer_id, Segment.code)
-            .join(Segment, Segment.id == SegmentMembership.segment_id)
-            .where(
-                dialect.one_of(SegmentMembership.customer_id, ids),
-                SegmentMembership.left_at.is_(None),
-            )
-        ):
-            segments[cid].add(code)
+        if "segments" in reads:
+            for cid, code in session.execute(
+                select(SegmentMembership.customer_id, Segment.code)
+                .join(Segment, Segment.id == SegmentMembership.segment_id)
+                .where(
+                    dialect.one_of(SegmentMembership.customer_id, ids),
+                    SegmentMembership.left_at.is_(None),
+                )
+            ):
+                segments[cid].add(code)
         scores: dict[int, dict[str, float]] = defaultdict(dict)
-        for cid, model, value in session.execute(
-            select(CustomerScore.customer_id, CustomerScore.model, CustomerScore.value).where(
-                dialect.one_of(CustomerScore.customer_id, ids)
-            )
-        ):
-            scores[cid][model] = float(value)
-        allowed = _allowed(session, ids, people, now)
+        if "scores" in reads:
+            for cid, model, value in session.execute(
+                select(CustomerScore.customer_id, CustomerScore.model, CustomerScore.value).where(
+                    dialect.one_of(CustomerScore.customer_id, ids)
+                )
+            ):
+                scores[cid][model] = float(value)
+        allowed = _allowed(session, ids, people, now) if "consent" in reads else {}
+        if "attributes" not in reads:
+            people = {cid: {"id": cid, "country": p.get("country")} for cid, p in people.items()}
         for cid, person in people.items():
             out[cid] = Facts(
                 customer=person,
@@ -871,6 +930,53 @@ def load_facts(session: Session, customer_ids: Sequence[int], now: datetime) -> 
                 timezone=zones[cid],
             )
     return out
+
+
+def _attributes(
+    session: Session,
+    ids: list[int],
+    people: dict[int, dict[str, Any]],
+    zones: Mapping[int, str],
+    now: datetime,
+) -> None:
+    """Add the age, the features, the RFM segment, the tags (``tags``, sorted) and the
+    values set by journeys (``attributes``) to the customers' attributes."""
+    dialect = Dialect.of(session)
+    for cid, p in people.items():
+        born = p.get("birth_date")
+        if isinstance(born, date):
+            today = now.astimezone(ZoneInfo(zones[cid])).date()
+            p["age"] = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    f = cast(Table, CustomerFeature.__table__)
+    for row in session.execute(select(f).where(dialect.one_of(f.c.customer_id, ids))):
+        values = dict(row._mapping)
+        person = people.get(values.pop("customer_id"))
+        if person is not None:
+            values.pop("computed_at", None)
+            person.update({k: _value(v) for k, v in values.items()})
+    for cid, segment in session.execute(
+        select(CustomerRfm.customer_id, CustomerRfm.segment).where(
+            dialect.one_of(CustomerRfm.customer_id, ids), CustomerRfm.scope == "all"
+        )
+    ):
+        if cid in people:
+            people[cid]["rfm_segment"] = segment
+    for p in people.values():
+        p["tags"] = []
+        p["attributes"] = {}
+    for cid, tag in session.execute(
+        select(_TAGS.c.customer_id, _TAGS.c.tag)
+        .where(dialect.one_of(_TAGS.c.customer_id, ids))
+        .order_by(_TAGS.c.tag)
+    ):
+        if cid in people:
+            people[cid]["tags"].append(tag)
+    a = _ATTRIBUTES
+    for cid, name, value in session.execute(
+        select(a.c.customer_id, a.c.name, a.c.value).where(dialect.one_of(a.c.customer_id, ids))
+    ):
+        if cid in people:
+            people[cid]["attributes"][name] = value
 
 
 def _allowed(
@@ -940,6 +1046,7 @@ def process_inbox(
     session: Session,
     *,
     now: datetime,
+    gate: Gate | None = None,
     facts_loader: FactsLoader = load_facts,
     limit: int = 1000,
     shard: tuple[int, int] | None = None,
@@ -948,16 +1055,21 @@ def process_inbox(
     LOCKED``; run in the order they occurred): each goes first to the customer's running
     instances (exit criteria, awaited events; an event that occurred before an instance
     began does not concern it), then starts every active journey whose trigger it matches
-    and whose re-entry policy allows (the instance runs until it waits, ends or reaches an
-    action: the send is left to :func:`run_due`). Then the events are marked processed.
+    and whose re-entry policy allows; the instance runs until it waits, ends or reaches an
+    action. With a ``gate``, the actions reached go through it in the same pass (all the
+    pass's Sends in one call), and the instances run on until they wait or end; without
+    one, they wait at the gate for :func:`run_due`. Then the events are marked processed.
 
+    On PostgreSQL the customers are held as in :func:`run_due`: the events of a customer
+    whom another worker holds stay in the inbox for a later pass (counted ``busy``).
     Several workers: give each a ``shard`` ``(k, n)`` (it takes the customers whose id is
     ``k`` modulo ``n``), so that the events of one customer are processed by one worker in
     order. Returns counts: ``events``, ``entered``, ``refused`` (re-entry or a race),
-    ``no_key`` (the event lacks the instance key), ``goals``, ``exits``.
+    ``no_key`` (the event lacks the instance key), ``busy``, the gate's answers (``sent``,
+    ``suppressed``, ``deferred``), ``goals``, ``exits``.
     """
     return _Engine(session, now=now, facts_loader=facts_loader).process_inbox(
-        limit=limit, shard=shard
+        limit=limit, shard=shard, gate=gate
     )
 
 
@@ -1020,6 +1132,16 @@ def _meta(journey: Journey) -> _Meta:
     )
 
 
+@dataclass(slots=True)
+class _Moving:
+    """An instance whose last result (``result``) has a Send for the gate."""
+
+    inst: JourneyInstance
+    journey_def: JourneyDefinition
+    facts: Facts
+    result: Advance
+
+
 class _Engine:
     """One pass of the engine in the caller's transaction: it advances instances, gathers
     the rows their effects call for, and writes them with :meth:`flush`."""
@@ -1043,9 +1165,18 @@ class _Engine:
         self.counts: Counter[str] = Counter()
         self.logs: list[tuple[Any, ...]] = []
         self.timeline: list[tuple[Any, ...]] = []
-        self.scores: list[dict[str, Any]] = []
+        self.scores: dict[tuple[int, str], dict[str, Any]] = {}  # the last wins
+        # (customer, tag) -> source; (customer, attribute) -> (value, source): the last wins
+        self.tags: dict[tuple[int, str], str] = {}
+        self.attributes: dict[tuple[int, str], tuple[Any, str]] = {}
         self._journeys: dict[int, _Meta] | None = None
         self._versions: dict[int, JourneyDefinition] = {}
+        # instances started in this pass, written at the end (ids reserved beforehand)
+        self.fresh: list[JourneyInstance] = []
+        self._ids: list[int] = []
+        self._top = 0
+        # instance id -> the instance whose last result has a Send for the gate
+        self.sending: dict[int, _Moving] = {}
 
     # ------------------------------------------------------------ lookups
 
@@ -1071,7 +1202,9 @@ class _Engine:
 
     # ------------------------------------------------------------ events
 
-    def process_inbox(self, *, limit: int, shard: tuple[int, int] | None) -> Counter[str]:
+    def process_inbox(
+        self, *, limit: int, shard: tuple[int, int] | None, gate: Gate | None = None
+    ) -> Counter[str]:
         session = self.session
         dialect = Dialect.of(session)
         dialect.claim_write(session.connection(), _INBOX)
@@ -1090,13 +1223,19 @@ class _Engine:
         ).all()
         if not rows:
             return self.counts
+        # the customers another worker is passing through the gate now wait for a later pass
+        held = self._hold(sorted({row[2] for row in rows}))
+        self.counts["busy"] += sum(1 for row in rows if row[2] not in held)
         events = sorted(
             (
                 (occurred, inbox_id, Event(event_id, kind, occurred, props or {}, customer))
                 for inbox_id, event_id, customer, kind, occurred, props in rows
+                if customer in held
             ),
             key=lambda item: (item[0], item[1]),
         )
+        if not events:
+            return self.counts
         customers = sorted({e.customer_id for _, _, e in events})
         live: dict[int, list[JourneyInstance]] = defaultdict(list)
         for batch in chunked(customers, 5000):
@@ -1120,7 +1259,8 @@ class _Engine:
                 by_type[kind].append((meta, journey_def))
             else:
                 by_code[meta.code] = (meta, journey_def)
-        # facts for the customers with an instance to advance or a journey to enter only
+        # facts for the customers with an instance to advance or a journey to enter only,
+        # and only what those journeys read
         concerned = {e.customer_id for _, _, e in events if e.customer_id in live}
         concerned.update(
             e.customer_id
@@ -1128,8 +1268,17 @@ class _Engine:
             if e.type in by_type
             or (e.type == START_EVENT and e.properties.get("journey") in by_code)
         )
+        reads: set[str] = set()
+        for _, journey_def in journeys:
+            reads |= journey_def.reads()
+        for version_id in {inst.version_id for insts in live.values() for inst in insts}:
+            reads |= self.definition(version_id).reads()
         past = self._past(sorted(concerned), [meta.id for meta, _ in journeys])
-        facts = self.facts_loader(session, sorted(concerned), self.now) if concerned else {}
+        facts = (
+            self.facts_loader(session, sorted(concerned), self.now, frozenset(reads))
+            if concerned
+            else {}
+        )
         for _, _, event in events:
             self.counts["events"] += 1
             own = facts.get(event.customer_id)
@@ -1150,6 +1299,9 @@ class _Engine:
                 ]
             for meta, journey_def in candidates:
                 self._enter(meta, journey_def, event, own, live, past)
+        if gate is not None:  # the sends of this pass, at once: their customers are held
+            self._drive(gate, list(self.sending.values()))
+        self._write_fresh()
         ids = [inbox_id for _, inbox_id, _ in events]
         for batch in chunked(ids, 5000):
             session.execute(
@@ -1189,6 +1341,16 @@ class _Engine:
         result = advance(journey_def, state, event=event, now=self.now, facts=facts)
         if result.state is not state or result.effects:
             self.apply(inst, journey_def, result)
+            self._track(inst, journey_def, facts, result)
+
+    def _track(
+        self, inst: JourneyInstance, journey_def: JourneyDefinition, facts: Facts, result: Advance
+    ) -> None:
+        """Remember an instance whose last result has a Send for the gate (or forget it)."""
+        if result.send is not None:
+            self.sending[inst.id] = _Moving(inst, journey_def, facts, result)
+        else:
+            self.sending.pop(inst.id, None)
 
     def _enter(
         self,
@@ -1214,10 +1376,7 @@ class _Engine:
             facts=facts,
         )  # fmt: skip
         assert meta.current_version_id is not None
-        inst = self._insert(meta, meta.current_version_id, journey_def, result.state)
-        if inst is None:  # another worker started it first
-            self.counts["refused"] += 1
-            return
+        inst = self._new(meta, meta.current_version_id, journey_def, result.state)
         self.counts["entered"] += 1
         self.timeline.append(
             self._timeline_row(
@@ -1226,49 +1385,67 @@ class _Engine:
             )
         )  # fmt: skip
         self.apply(inst, journey_def, result)
+        self._track(inst, journey_def, facts, result)
         live[customer_id].append(inst)
         state = result.state
         previous.append(PastInstance(state.status, state.ended_at, key))
 
-    def _insert(
+    def _new(
         self, meta: _Meta, version_id: int, journey_def: JourneyDefinition, state: InstanceState
-    ) -> JourneyInstance | None:
-        """The new instance's row, or None when a live one with the same key exists."""
-        module: Any = postgresql if Dialect.of(self.session).name == "postgresql" else sqlite
-        values = {
-            "journey_id": meta.id,
-            "version_id": version_id,
-            "customer_id": state.customer_id,
-            "instance_key": state.instance_key,
-            "concurrent": journey_def.reentry.policy == "always",
-            "status": state.status,
-            "step": state.step,
-            "state": state.to_json(),
-            "due_at": state.due_at,
-            "waiting_for": state.waiting_for,
-            "match_value": state.match_value,
-            "entered_at": state.entered_at,
-            "expires_at": state.expires_at,
-            "ended_at": state.ended_at,
-            "exit_reason": state.exit_reason,
-            "updated_at": self.now,
-        }
-        statement = (
-            module.insert(_INSTANCES)
-            .values(**values)
-            .on_conflict_do_nothing(
-                index_elements=["journey_id", "customer_id", "instance_key"],
-                index_where=text(LIVE),
-            )
-            .returning(_INSTANCES.c.id)
+    ) -> JourneyInstance:
+        """A new instance, its id reserved, written by :meth:`_write_fresh` at the end of the
+        pass (whatever its state by then)."""
+        inst = JourneyInstance(
+            id=self._new_id(),
+            journey_id=meta.id,
+            version_id=version_id,
+            customer_id=state.customer_id,
+            instance_key=state.instance_key,
+            concurrent=journey_def.reentry.policy == "always",
+            entered_at=state.entered_at,
+            expires_at=state.expires_at,
+            claimed_by=None,
+            claimed_at=None,
         )
-        new_id = self.session.execute(statement).scalar()
-        if new_id is None:
-            return None
-        inst = JourneyInstance(id=new_id, claimed_by=None, claimed_at=None, **values)
-        make_transient_to_detached(inst)
-        self.session.add(inst)
+        self.fresh.append(inst)
         return inst
+
+    def _new_id(self) -> int:
+        if not self._ids:
+            conn = self.session.connection()
+            ids = Dialect.of(self.session).reserve_ids(conn, _INSTANCES, 256)
+            if ids[0] <= self._top:  # SQLite numbers from the largest id written: ours are not
+                ids = list(range(self._top + 1, self._top + 1 + len(ids)))
+            self._top = ids[-1]
+            self._ids = ids[::-1]
+        return self._ids.pop()
+
+    def _write_fresh(self) -> None:
+        """Insert the instances started in this pass, in their state at the end of it. The
+        customers are held (:meth:`_hold`) and their live instances were read, so none can
+        clash with a live instance of the same key; should one all the same (a writer that
+        does not hold customers), the whole pass fails and rolls back, its messages with it,
+        rather than leave a message without its instance."""
+        if not self.fresh:
+            return
+        columns = (
+            "id", "journey_id", "version_id", "customer_id", "instance_key", "concurrent",
+            "status", "step", "state", "due_at", "waiting_for", "match_value", "entered_at",
+            "expires_at", "ended_at", "exit_reason", "claimed_by", "claimed_at", "updated_at",
+        )  # fmt: skip
+        rows = [tuple(getattr(inst, c) for c in columns) for inst in self.fresh]
+        dialect = Dialect.of(self.session)
+        written = dialect.insert_rows(
+            self.session.connection(), _INSTANCES, columns, rows,
+            conflict=("journey_id", "customer_id", "instance_key"), conflict_where=LIVE,
+            returning=("id",),
+        )  # fmt: skip
+        if len(written) != len(rows):
+            raise RuntimeError(
+                f"{len(rows) - len(written)} new journey instance(s) clash with a live one "
+                "started meanwhile: the pass is rolled back, the next one takes its events again"
+            )
+        self.fresh = []
 
     # ------------------------------------------------------------ time
 
@@ -1292,66 +1469,74 @@ class _Engine:
         )
         if not claimed:
             return self.counts
-        mine = self._hold_customers(claimed)
+        held = self._hold(sorted({inst.customer_id for inst in claimed}))
+        mine = [inst for inst in claimed if inst.customer_id in held]
         self.counts["busy"] += len(claimed) - len(mine)
         claimed = mine
         if not claimed:
             return self.counts
         self.counts["claimed"] += len(claimed)
-        facts = self.facts_loader(session, sorted({i.customer_id for i in claimed}), self.now)
+        reads: set[str] = set()
+        for version_id in {inst.version_id for inst in claimed}:
+            reads |= self.definition(version_id).reads()
+        facts = self.facts_loader(
+            session, sorted({i.customer_id for i in claimed}), self.now, frozenset(reads)
+        )
+        moving: list[_Moving] = []
         for inst in claimed:
             inst.claimed_by = worker
             inst.claimed_at = self.now
-            self._run(inst, gate, facts.get(inst.customer_id) or Facts())
+            journey_def = self.definition(inst.version_id)
+            own = facts.get(inst.customer_id) or Facts()
+            state = InstanceState.from_json(inst.state)
+            result = advance(journey_def, state, event=None, now=self.now, facts=own)
+            if result.state is not state or result.effects:
+                self.apply(inst, journey_def, result)
+            if result.send is not None:
+                moving.append(_Moving(inst, journey_def, own, result))
+        self._drive(gate, moving)
         self.flush()
         return self.counts
 
-    def _hold_customers(self, claimed: list[JourneyInstance]) -> list[JourneyInstance]:
-        """The claimed instances whose customer this transaction now holds. On PostgreSQL,
-        another worker may be passing a message to the same customer through the gate, not
-        yet committed: the pressure rules would not see it, and both messages would go out.
-        So each customer is locked (a transaction-level advisory lock, tried without
-        waiting, in the :data:`_CUSTOMER_LOCKS` key space); an instance whose customer is
-        held elsewhere is left due for a later pass (counted ``busy``). SQLite has one
-        writer at a time: nothing to do."""
-        if Dialect.of(self.session).name != "postgresql":
-            return claimed
-        ids = sorted({inst.customer_id for inst in claimed})
-        held = set(
-            self.session.scalars(
-                text(
-                    "SELECT c FROM unnest(CAST(:ids AS bigint[])) AS t(c)"
-                    " WHERE pg_try_advisory_xact_lock(:space + c)"
-                ),
-                {"ids": ids, "space": _CUSTOMER_LOCKS},
-            )
-        )
-        return [inst for inst in claimed if inst.customer_id in held]
+    def _hold(self, customers: Sequence[int]) -> set[int]:
+        """The customers (sorted ids) this transaction now holds. On PostgreSQL, another
+        worker may be passing a message to the same customer through the gate, not yet
+        committed: the pressure rules would not see it, and both messages would go out; or
+        starting the same instance. So each customer is locked (a transaction-level advisory
+        lock, tried without waiting, in the :data:`_CUSTOMER_LOCKS` key space); what
+        concerns a customer held elsewhere is left for a later pass (counted ``busy``).
+        SQLite has one writer at a time: all are held."""
+        return Dialect.of(self.session).try_lock_each(self.session, _CUSTOMER_LOCKS, customers)
 
-    def _run(self, inst: JourneyInstance, gate: Gate, facts: Facts) -> None:
-        journey_def = self.definition(inst.version_id)
-        state = InstanceState.from_json(inst.state)
-        result = advance(journey_def, state, event=None, now=self.now, facts=facts)
+    def _drive(self, gate: Gate, moving: Sequence[_Moving]) -> None:
+        """Pass the Sends of ``moving`` through the gate, all at once, feed each answer back,
+        and go on with the Sends that follow, round after round, until every instance waits
+        or ends."""
         for _ in range(MAX_STEPS_PER_CALL):
-            if result.state is not state or result.effects:
-                self.apply(inst, journey_def, result)
-            send = result.send
-            if send is None:
+            moving = [m for m in moving if m.result.send is not None]
+            if not moving:
                 return
-            answer = gate.send(
-                self.session, send=send, instance=inst, journey=journey_def, now=self.now
-            )
-            self.counts[answer.outcome] += 1
-            if answer.outcome == "deferred":
-                until = answer.until.isoformat() if answer.until is not None else None
-                self.timeline.append(
-                    self._timeline_row(
-                        inst, self.journey(inst.journey_id), "journey_step", send.channel,
-                        "deferred", {"step": send.step, "visit": send.visit, "until": until},
-                    )
-                )  # fmt: skip
-            state = result.state
-            result = advance(journey_def, state, event=answer, now=self.now, facts=facts)
+            asks = [Ask(cast(Send, m.result.send), m.inst, m.journey_def) for m in moving]
+            answers = gate.send_many(self.session, asks, now=self.now)
+            after: list[_Moving] = []
+            for m, answer in zip(moving, answers, strict=True):
+                inst, journey_def = m.inst, m.journey_def
+                self.counts[answer.outcome] += 1
+                if answer.outcome == "deferred":
+                    send = cast(Send, m.result.send)
+                    until = answer.until.isoformat() if answer.until is not None else None
+                    self.timeline.append(
+                        self._timeline_row(
+                            inst, self.journey(inst.journey_id), "journey_step", send.channel,
+                            "deferred", {"step": send.step, "visit": send.visit, "until": until},
+                        )
+                    )  # fmt: skip
+                state = m.result.state
+                result = advance(journey_def, state, event=answer, now=self.now, facts=m.facts)
+                if result.state is not state or result.effects:
+                    self.apply(inst, journey_def, result)
+                after.append(_Moving(inst, journey_def, m.facts, result))
+            moving = after
 
     # ------------------------------------------------------------ writing
 
@@ -1372,16 +1557,22 @@ class _Engine:
         for effect in result.effects:
             if isinstance(effect, Update):
                 updates[(effect.step, effect.visit)] = effect
-                if effect.what == "score" and isinstance(effect.value, int | float):
-                    self.scores.append(
-                        {
-                            "customer_id": inst.customer_id,
-                            "model": effect.name[:40],
-                            "version": f"journey:{meta.code}"[:40],
-                            "value": float(effect.value),
-                            "computed_at": self.now,
-                        }
+                source = f"journey:{meta.code}"[:100]
+                if effect.what == "tag":
+                    self.tags[(inst.customer_id, effect.name[:60])] = source
+                elif effect.what == "attribute":
+                    self.attributes[(inst.customer_id, effect.name[:60])] = (
+                        effect.value,
+                        source,
                     )
+                if effect.what == "score" and isinstance(effect.value, int | float):
+                    self.scores[(inst.customer_id, effect.name[:40])] = {
+                        "customer_id": inst.customer_id,
+                        "model": effect.name[:40],
+                        "version": f"journey:{meta.code}"[:40],
+                        "value": float(effect.value),
+                        "computed_at": self.now,
+                    }
             elif isinstance(effect, StepLogged):
                 detail = effect.detail
                 change = updates.get((effect.step, effect.visit))
@@ -1460,21 +1651,48 @@ class _Engine:
                 self.timeline,
             )  # fmt: skip
             self.timeline = []
-        if self.scores:
-            module: Any = postgresql if dialect.name == "postgresql" else sqlite
-            for row in self.scores:
-                statement = module.insert(_SCORES).values(**row)
+        if self.tags:
+            rows = [
+                {"customer_id": c, "tag": t, "source": source, "set_at": self.now}
+                for (c, t), source in sorted(self.tags.items())
+            ]
+            _upsert(session, _TAGS, rows, ("customer_id", "tag"))
+            self.tags = {}
+        if self.attributes:
+            cleared = [key for key, (value, _) in self.attributes.items() if value is None]
+            for customer_id, name in cleared:  # value null: the attribute is removed
                 session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["customer_id", "model"],
-                        set_={
-                            "version": statement.excluded.version,
-                            "value": statement.excluded.value,
-                            "computed_at": statement.excluded.computed_at,
-                        },
+                    delete(_ATTRIBUTES).where(
+                        _ATTRIBUTES.c.customer_id == customer_id, _ATTRIBUTES.c.name == name
                     )
                 )
-            self.scores = []
+            rows = [
+                {"customer_id": c, "name": n, "value": value, "source": source, "set_at": self.now}
+                for (c, n), (value, source) in sorted(self.attributes.items())
+                if value is not None
+            ]
+            _upsert(session, _ATTRIBUTES, rows, ("customer_id", "name"))
+            self.attributes = {}
+        if self.scores:
+            _upsert(session, _SCORES, list(self.scores.values()), ("customer_id", "model"))
+            self.scores = {}
+
+
+def _upsert(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+) -> None:
+    """Insert ``rows`` (one per key) in one statement; a row whose ``keys`` exist updates the
+    other columns of the existing one."""
+    if not rows:
+        return
+    module: Any = postgresql if Dialect.of(session).name == "postgresql" else sqlite
+    statement = module.insert(table).values(list(rows))
+    others = [name for name in rows[0] if name not in keys]
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=list(keys), set_={name: statement.excluded[name] for name in others}
+        )
+    )
 
 
 def _describe(change: Update) -> str:
@@ -1591,7 +1809,7 @@ def simulate(
                     event_prefix=prefix,
                 )
 
-            while engine(SIMULATED).process_inbox(limit=1000, shard=None)["events"]:
+            while engine(SIMULATED).process_inbox(limit=1000, shard=None, gate=gate)["events"]:
                 pass
             # an instance the gate keeps deferring to the same instant is due again at once
             for _ in range(100):

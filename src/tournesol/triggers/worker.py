@@ -4,9 +4,11 @@ steps through, each part in transactions of its own.
 1. collect: new interactions, transactions, customers and segment stays into the inbox;
 2. date triggers, once per day (the day in Paris; each customer's own local day is the
    service's business): the birthdays and other date rules due that day;
-3. the inbox, batch by batch, until it is empty: exits, awaited events, entries;
+3. the inbox, batch by batch, until it is empty: exits, awaited events, entries, and the
+   sends these lead to, through the gate (the outbox rows and the instances' new states
+   commit together);
 4. due instances, batch by batch, until none is due: waits that ended, sends through the
-   gate (the outbox row and the instance's new state commit together).
+   gate, as above.
 
 Each batch commits on its own: a worker killed in the middle loses only its uncommitted
 batch, which the next pass (or another worker) takes again; the unique keys of the inbox,
@@ -65,9 +67,9 @@ def run_once(
             add("date", service.run_date_triggers(session, day=day, now=now))
     for _ in range(MAX_BATCHES):
         with unit_of_work(factory) as session:
-            counts = service.process_inbox(session, now=now, limit=batch)
+            counts = service.process_inbox(session, now=now, gate=gate, limit=batch)
         add("inbox", counts)
-        if counts["events"] < batch:
+        if counts["events"] + counts["busy"] < batch or not counts["events"]:
             break
     for _ in range(MAX_BATCHES):
         with unit_of_work(factory) as session:
