@@ -105,10 +105,12 @@ def _register_routers(app: FastAPI) -> None:
     app.include_router(segment_views.router)
     app.include_router(segments_api)
     from tournesol.campaigns import public_views as campaign_public_views
+    from tournesol.campaigns import task_views
     from tournesol.campaigns import views as campaign_views
 
     app.include_router(campaign_views.router)
     app.include_router(campaign_public_views.router)
+    app.include_router(task_views.router)
     from tournesol.triggers import views as journey_views
 
     app.include_router(journey_views.router)
