@@ -1,0 +1,1 @@
+"""Measurement: holdouts, attribution, incremental impact with confidence, and the reports."""
