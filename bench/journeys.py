@@ -222,7 +222,7 @@ def work(
     factory = make_session_factory(make_engine(url))
     gate = DispatchGate(Policies())
     commits: dict[str, str] = {}
-    last_check = 0.0
+    last_check = last_statistics = 0.0
     first = True
     while time.time() < stop_at:
         now = datetime.now(UTC)
@@ -238,6 +238,10 @@ def work(
             due = service.run_due(session, now=now, gate=gate, worker=f"bench-{shard}", limit=batch)
         if due["claimed"]:
             commits[now.isoformat()] = datetime.now(UTC).isoformat()
+        if time.time() - last_statistics > 2:  # as run_once does after each pass
+            last_statistics = time.time()
+            with unit_of_work(factory) as session:
+                service.refresh_statistics(session)
         if first:
             ready.set()
             first = False

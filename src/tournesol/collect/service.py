@@ -180,9 +180,12 @@ STALE_SHARE = 0.2
 _ANALYZE_LOCK = "analyze"
 
 
-def stale_tables(conn: Connection) -> dict[str, tuple[str, ...]]:
-    """The tables of LOOKUP_COLUMNS whose planner statistics are stale (see STALE_SHARE),
-    with their columns; none on SQLite, whose planner keeps no such statistics."""
+def stale_tables(
+    conn: Connection, lookups: Mapping[str, tuple[str, ...]] = LOOKUP_COLUMNS
+) -> dict[str, tuple[str, ...]]:
+    """The tables of ``lookups`` (table -> the columns lookups filter on) whose planner
+    statistics are stale (see STALE_SHARE), with their columns; none on SQLite, whose
+    planner keeps no such statistics."""
     if Dialect.of(conn).name != "postgresql":
         return {}
     rows = conn.execute(
@@ -194,18 +197,22 @@ def stale_tables(conn: Connection) -> dict[str, tuple[str, ...]]:
             " OR (s.n_mod_since_analyze > 0"
             " AND s.n_mod_since_analyze >= :share * GREATEST(c.reltuples, 0))"
         ),
-        {"names": list(LOOKUP_COLUMNS), "share": STALE_SHARE},
+        {"names": list(lookups), "share": STALE_SHARE},
     )
     stale = {name for (name,) in rows}
-    return {name: columns for name, columns in LOOKUP_COLUMNS.items() if name in stale}
+    return {name: columns for name, columns in lookups.items() if name in stale}
 
 
-def _refresh(conn: Connection) -> list[str]:
-    """ANALYZE the stale tables, unless another process is doing it; the tables done."""
+def refresh_stale(
+    conn: Connection, lookups: Mapping[str, tuple[str, ...]] = LOOKUP_COLUMNS
+) -> list[str]:
+    """ANALYZE the stale tables of ``lookups``, unless another process is refreshing
+    statistics; the tables done. Other engines that fill tables from nothing (the journey
+    worker) call it with their own lookups."""
     dialect = Dialect.of(conn)
     if not dialect.try_lock(conn, _ANALYZE_LOCK):
         return []
-    tables = stale_tables(conn)
+    tables = stale_tables(conn, lookups)
     dialect.refresh_statistics(conn, tables)
     return list(tables)
 
@@ -226,7 +233,7 @@ class StatisticsRefresher:
         connection."""
         bind = session.get_bind()
         if not isinstance(bind, Engine):
-            _refresh(session.connection())
+            refresh_stale(session.connection())
             return True
         if not self._running.acquire(blocking=False):
             return False
@@ -244,7 +251,7 @@ class StatisticsRefresher:
     def _run(self, engine: Engine) -> None:
         try:
             with engine.connect() as conn:
-                _refresh(conn)
+                refresh_stale(conn)
                 conn.commit()
         except SQLAlchemyError as exc:  # the events are committed: statistics can wait
             log.warning("refreshing the planner's statistics failed (%s)", type(exc).__name__)

@@ -1042,6 +1042,27 @@ def _allowed(
 # The engine
 
 
+# The columns the engine's lookups filter on, per table it fills (for refresh_statistics).
+LOOKUP_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
+    "journey_instance": ("id", "customer_id", "journey_id", "status"),
+    "journey_step_log": ("instance_id",),
+    "journey_inbox": ("id", "customer_id"),
+    "outbox": ("id", "key", "customer_id"),
+    "interaction": ("id", "customer_id"),
+}
+
+
+def refresh_statistics(session: Session) -> list[str]:
+    """ANALYZE the tables the engine fills whose planner statistics are stale (PostgreSQL;
+    nothing on SQLite); the tables done. On a new database, or after a purge, PostgreSQL
+    keeps the plans it made for nearly empty tables (sequential scans, in its foreign key
+    checks too) until autovacuum comes by, and each pass slows down as the tables fill: the
+    worker calls this after each pass (one query when nothing is stale)."""
+    from tournesol.collect.service import refresh_stale
+
+    return refresh_stale(session.connection(), LOOKUP_COLUMNS)
+
+
 def process_inbox(
     session: Session,
     *,

@@ -8,7 +8,8 @@ steps through, each part in transactions of its own.
    sends these lead to, through the gate (the outbox rows and the instances' new states
    commit together);
 4. due instances, batch by batch, until none is due: waits that ended, sends through the
-   gate, as above.
+   gate, as above;
+5. the planner's statistics of the tables the engine fills, when they have grown stale.
 
 Each batch commits on its own: a worker killed in the middle loses only its uncommitted
 batch, which the next pass (or another worker) takes again; the unique keys of the inbox,
@@ -78,6 +79,10 @@ def run_once(
         # stop when nothing more is due, or when all that is due is another worker's business
         if counts["claimed"] + counts["busy"] < batch or not counts["claimed"]:
             break
+    with unit_of_work(factory) as session:
+        refreshed = service.refresh_statistics(session)
+    if refreshed:
+        total["statistics.analyzed"] += len(refreshed)
     return total
 
 
