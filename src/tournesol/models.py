@@ -1,5 +1,6 @@
 """Every table, imported once so that ``Base.metadata`` is complete (Alembic, tests)."""
 
+import tournesol.reporting.models
 import tournesol.triggers.models  # noqa: F401  (the journey tables)
 from tournesol.auth.models import ApiKey, AuditLog, User
 from tournesol.campaigns.models import (

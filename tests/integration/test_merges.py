@@ -71,6 +71,7 @@ BUSINESS_TABLES = (
     "journey_inbox",
     "customer_tag",
     "customer_attribute",
+    "holdout_assignment",
 )
 T = datetime(2026, 11, 1, tzinfo=UTC)
 LOG_TABLES = ("merge_event", "merge_move", "identity_run", "match_review")

@@ -39,6 +39,7 @@ class Reason(StrEnum):
     NOT_ACTIVE = "not_active"
     ERASED = "erased"
     CONTROL_GROUP = "control_group"
+    GLOBAL_HOLDOUT = "global_holdout"
     NO_CONSENT = "no_consent"
     OPTED_OUT = "opted_out"
     CONSENT_WITHOUT_PROOF = "consent_without_proof"
@@ -60,6 +61,7 @@ REASON_TEXT: Final[Mapping[Reason, str]] = MappingProxyType(
         Reason.NOT_ACTIVE: "The customer record is no longer active (merged into another one).",
         Reason.ERASED: "The customer's personal data were erased at their request.",
         Reason.CONTROL_GROUP: "Held out in the campaign's control group to measure its effect.",
+        Reason.GLOBAL_HOLDOUT: "In the global holdout: no marketing, to measure the programme.",
         Reason.NO_CONSENT: "The channel needs prior consent and none was given.",
         Reason.OPTED_OUT: "The customer refused or withdrew consent for this channel.",
         Reason.CONSENT_WITHOUT_PROOF: "Consent was recorded without the proof the law requires.",
@@ -86,6 +88,7 @@ REASON_TEXT: Final[Mapping[Reason, str]] = MappingProxyType(
 REASON_PRECEDENCE: Final[tuple[Reason, ...]] = (
     Reason.NOT_ACTIVE,
     Reason.ERASED,
+    Reason.GLOBAL_HOLDOUT,
     Reason.CONTROL_GROUP,
     Reason.OPTED_OUT,
     Reason.SUPPRESSED_UNSUBSCRIBE,
@@ -906,9 +909,10 @@ def arbitrate(
 # Control group and language
 
 
-def control_bucket(customer_id: int, salt: str) -> float:
-    """A stable number in [0, 1) for a customer: the first 53 bits of the SHA-256 digest of the
-    UTF-8 text ``f"{salt}:{customer_id}"``, divided by 2**53. It depends on nothing else, so it
+def control_bucket(customer_id: int | str, salt: str) -> float:
+    """A stable number in [0, 1) for a customer (or a randomization unit's text: a household,
+    a shared address): the first 53 bits of the SHA-256 digest of the UTF-8 text
+    ``f"{salt}:{customer_id}"``, divided by 2**53. It depends on nothing else, so it
     is the same in every process, on every machine and in every version; changing the salt
     (one per campaign) draws a new, independent group.
 

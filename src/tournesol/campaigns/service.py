@@ -67,6 +67,8 @@ from tournesol.customers.models import Brand, Customer, OrganisationContact
 from tournesol.db import BigId, Dialect, UtcDateTime, chunked, utcnow
 from tournesol.ingest.models import Source, SourceRecord
 from tournesol.interactions.models import INTERNAL, Interaction, Transaction
+from tournesol.reporting import holdouts
+from tournesol.reporting.holdouts import Holdout
 from tournesol.segments import service as segment_service
 from tournesol.segments.models import Segment
 
@@ -338,6 +340,7 @@ class _Person:
     bought: dict[int | None, datetime] | None = None  # brand -> last purchase
     history: list[rules.Contact] | None = None
     max_per_week: int | None = None  # the customer's own cap (preference center)
+    held_out: bool = False  # in the global holdout (reporting.holdouts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -666,6 +669,7 @@ class _Lookups:
     channels: frozenset[str]  # the channels the plan's campaigns use
     purposes: frozenset[str]  # their purposes
     brands: frozenset[int | None]  # their brands (None: a group-wide campaign)
+    holdout: Holdout | None = None  # the global holdout's active version, if any
 
 
 # Up to this many suppression rows are read once per plan; beyond, per chunk by hash.
@@ -691,7 +695,7 @@ def _lookups(session: Session, runs: Sequence[_Run], *, now: datetime) -> _Looku
     channels = frozenset(c for run in runs for c in run.spec.channels)
     purposes = frozenset(run.spec.purpose for run in runs)
     brands = frozenset(run.spec.brand_id for run in runs)
-    return _Lookups(blocks, table, channels, purposes, brands)
+    return _Lookups(blocks, table, channels, purposes, brands, holdouts.active(session))
 
 
 def _source_blocks(session: Session) -> dict[int, frozenset[str]]:
@@ -819,6 +823,12 @@ def _load(
             person.bought[brand_id] = last
     if lookups.blocks:
         _restrictions(session, people, ids, lookups.blocks)
+    if lookups.holdout is not None:
+        stored = holdouts.stored_arms(session, lookups.holdout, ids)
+        for person in people.values():
+            person.held_out = holdouts.holdout_of(
+                lookups.holdout, stored, person.id, person.email, person.address
+            )
     _suppressions(session, people, now=now, lookups=lookups)
     o = Outbox
     # The range first: the outbox grows in this very transaction, chunk after chunk, while
@@ -1042,6 +1052,11 @@ def _eligible(
             reason=str(rules.Reason.OUTSIDE_CONTACT_WINDOW),
         )
     address = _points(person, channel)[0]
+    if person.held_out and spec.purpose not in policies.pressure.exempt_purposes:
+        # the global holdout: no marketing; the control row keeps when it would have gone
+        return _Outcome(
+            "control", channel, language, str(rules.Reason.GLOBAL_HOLDOUT), None, send_at
+        )
     if rules.in_control(person.id, spec.control_salt, spec.control_share):
         return _Outcome(
             "control", channel, language, str(rules.Reason.CONTROL_GROUP), None, send_at
@@ -1219,6 +1234,7 @@ def admit_many(
         lookups = _Lookups(
             _source_blocks(session), None, frozenset(s.channels[0] for s in specs),
             frozenset(s.purpose for s in specs), frozenset(s.brand_id for s in specs),
+            holdouts.active(session),
         )  # fmt: skip
         customers = sorted({requests[i].customer_id for i in pending})
         people = _load(

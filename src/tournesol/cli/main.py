@@ -13,6 +13,7 @@ from tournesol.cli import (
     db,
     events,
     export,
+    holdout,
     identity,
     imports,
     journeys,
@@ -43,6 +44,7 @@ app.add_typer(scoring.rfm_app, name="rfm")
 app.add_typer(scoring.scores_app, name="scores")
 app.add_typer(campaigns.app, name="campaigns")
 app.add_typer(journeys.app, name="journeys")
+app.add_typer(holdout.app, name="holdout")
 app.command("worker")(journeys.worker)
 app.command("serve")(serve.serve)
 

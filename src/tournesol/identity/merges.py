@@ -90,7 +90,9 @@ MOVABLE: dict[str, tuple[Table, tuple[str, ...]]] = {
 # Journey instances and their inbox stay with the absorbed customer: an instance is pinned
 # to the person it started for (its waits, its sends' keys); the worker ends the instances of
 # a customer who is no longer active, and the survivor's own events start their own.
+# A customer's arm in the global holdout is drawn once per version: the survivor keeps its own.
 NOT_MOVED = {
+    "holdout_assignment",
     "journey_instance",
     "journey_inbox",
     "consent_state",
