@@ -6,6 +6,7 @@ uplift, cost, ROI), from rows written at known times and from a real plan."""
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -297,7 +298,9 @@ def test_results_after_a_real_plan_and_summaries(session: Session, world: World)
     assert sum(r.dropped for r in rows) == 8 - report.planned
     found = campaign_results.results(session, c, now=T0)
     assert found.targeted == report.planned and found.control == report.control
-    assert found.planned == {"postal": report.planned} and found.sent == 0
+    # (the control half is drawn by customer id, which on PostgreSQL depends on the tests run
+    # before: all eight may fall in the control group or be excluded)
+    assert +found.planned == +Counter({"postal": report.planned}) and found.sent == 0
     assert found.cost == Decimal("1.00")
     summary = campaign_results.summaries(session, [c.id])
     assert summary == {c.id: campaign_results.Summary(planned=report.planned, sent=0)}

@@ -55,6 +55,7 @@ def test_reason_codes_are_stable_lower_snake_strings() -> None:
         "not_active",
         "erased",
         "control_group",
+        "global_holdout",
         "no_consent",
         "opted_out",
         "consent_without_proof",
