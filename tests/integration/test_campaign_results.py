@@ -303,4 +303,5 @@ def test_results_after_a_real_plan_and_summaries(session: Session, world: World)
     assert +found.planned == +Counter({"postal": report.planned}) and found.sent == 0
     assert found.cost == Decimal("1.00")
     summary = campaign_results.summaries(session, [c.id])
-    assert summary == {c.id: campaign_results.Summary(planned=report.planned, sent=0)}
+    expected = {c.id: campaign_results.Summary(planned=report.planned, sent=0)}
+    assert summary == (expected if report.planned else {})  # no message: left out
