@@ -26,10 +26,10 @@ Functions take the session and never commit.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Final, cast
 
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
@@ -153,7 +153,7 @@ def assign(session: Session, *, holdout: Holdout | None = None, now: datetime) -
         .order_by(c.c.id)
     )
     stored = 0
-    for part in _batches(conn.execute(query).yield_per(20_000)):
+    for part in conn.execute(query.execution_options(yield_per=20_000)).partitions():
         rows = []
         for customer_id, email, *lines in part:
             unit = unit_of(customer_id, email, address_of(lines))
@@ -164,17 +164,6 @@ def assign(session: Session, *, holdout: Holdout | None = None, now: datetime) -
         )  # fmt: skip
         stored += len(rows)
     return stored
-
-
-def _batches(rows: Any, size: int = 20_000) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for row in rows:
-        batch.append(tuple(row))
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def stored_arms(session: Session, holdout: Holdout, ids: Sequence[int]) -> dict[int, bool]:

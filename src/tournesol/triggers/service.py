@@ -1214,6 +1214,17 @@ class _Engine:
             found = self._versions[version_id] = definition_of(version)
         return found
 
+    def _reads(
+        self, journeys: Sequence[JourneyDefinition], instances: Sequence[JourneyInstance]
+    ) -> frozenset[str]:
+        """What load_facts must read for these journeys and the versions of these instances."""
+        reads: set[str] = set()
+        for journey_def in journeys:
+            reads |= journey_def.reads()
+        for version_id in {inst.version_id for inst in instances}:
+            reads |= self.definition(version_id).reads()
+        return frozenset(reads)
+
     def _scope(self, query: Any) -> Any:
         if self.journey_ids is not None:
             query = query.where(JourneyInstance.journey_id.in_(self.journey_ids))
@@ -1289,17 +1300,11 @@ class _Engine:
             if e.type in by_type
             or (e.type == START_EVENT and e.properties.get("journey") in by_code)
         )
-        reads: set[str] = set()
-        for _, journey_def in journeys:
-            reads |= journey_def.reads()
-        for version_id in {inst.version_id for insts in live.values() for inst in insts}:
-            reads |= self.definition(version_id).reads()
-        past = self._past(sorted(concerned), [meta.id for meta, _ in journeys])
-        facts = (
-            self.facts_loader(session, sorted(concerned), self.now, frozenset(reads))
-            if concerned
-            else {}
+        reads = self._reads(
+            [jd for _, jd in journeys], [inst for insts in live.values() for inst in insts]
         )
+        past = self._past(sorted(concerned), [meta.id for meta, _ in journeys])
+        facts = self.facts_loader(session, sorted(concerned), self.now, reads) if concerned else {}
         for _, _, event in events:
             self.counts["events"] += 1
             own = facts.get(event.customer_id)
@@ -1497,11 +1502,8 @@ class _Engine:
         if not claimed:
             return self.counts
         self.counts["claimed"] += len(claimed)
-        reads: set[str] = set()
-        for version_id in {inst.version_id for inst in claimed}:
-            reads |= self.definition(version_id).reads()
         facts = self.facts_loader(
-            session, sorted({i.customer_id for i in claimed}), self.now, frozenset(reads)
+            session, sorted({i.customer_id for i in claimed}), self.now, self._reads([], claimed)
         )
         moving: list[_Moving] = []
         for inst in claimed:
