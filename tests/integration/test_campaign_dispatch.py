@@ -27,7 +27,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import FreshDatabase
-from tests.integration.test_campaign_plan import ADDRESS, NOW, World, consent, person, world
+from tests.integration.test_campaign_plan import (
+    ADDRESS,
+    NOW,
+    World,
+    consent,
+    drawn_unit,
+    person,
+    world,
+)
 from tests.integration.test_smtp_sender import Recorder, free_port, start_server
 from tests.unit.test_channel_sms import (
     ACCOUNT,
@@ -195,14 +203,16 @@ def test_a_campaign_goes_out_once_per_target_with_tracking_and_personalization(
     handler, port = smtp
     crowd = add_people(session, world.brand, 12)
     # the Saturday-only customer and Ana must not be held out, whatever ids they were given
+    # (an e-mail campaign draws its control group by e-mail address)
     weekend = world.ids["weekend"]
+    weekend_unit = drawn_unit(session, weekend, household=False)
     salt = next(
         f"soldes-{n}"
         for n in itertools.count(1)
-        if not rules.in_control(weekend, f"soldes-{n}", 0.5)
+        if not rules.in_control(weekend_unit, f"soldes-{n}", 0.5)
     )
     ana = 0
-    while not ana or rules.in_control(ana, salt, 0.5):  # Ana must get the message
+    while not ana or rules.in_control(drawn_unit(session, ana, household=False), salt, 0.5):
         ana = person(session, "<b>Ana</b>", email=f"ana{ana}@exemple.fr", gender="F")
     session.get(Customer, ana).last_name = "DE LA FONTAINE"  # type: ignore[union-attr]
     consent(session, ana, "email", "granted", world.brand)

@@ -23,6 +23,7 @@ from tournesol.customers.models import Brand, Customer, Organisation, Organisati
 from tournesol.db import Dialect, make_engine, make_session_factory
 from tournesol.ingest.models import ImportBatch, Source, SourceRecord
 from tournesol.interactions.models import INTERNAL, Interaction, Transaction
+from tournesol.reporting import holdouts
 from tournesol.segments.models import Segment
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # a Monday, 09:00 in Paris
@@ -161,6 +162,16 @@ def new_campaign(session: Session, code: str, *, priority: int, control: float =
     )  # fmt: skip
     campaigns.set_message(session, campaign=c, channel="postal", language="fr", body_text="Lettre")
     return c
+
+
+def drawn_unit(session: Session, customer_id: int, *, household: bool) -> str:
+    """The randomization unit a plan draws this customer by (their household for a campaign
+    that may write letters, else their e-mail address, else themselves)."""
+    c = session.get(Customer, customer_id)
+    assert c is not None
+    lines = [getattr(c, f"address_line{i}") for i in range(1, 7)]
+    address = holdouts.address_of(lines)
+    return campaigns.randomization_unit(customer_id, c.email, address, household=household)
 
 
 def targets(session: Session, campaign: Campaign) -> dict[int, CampaignTarget]:
@@ -316,9 +327,11 @@ def test_the_control_group_gets_no_message(session: Session, world: World) -> No
     [report] = campaigns.plan(session, campaigns=[spring], now=NOW, policies=campaigns.Policies())
     planned = targets(session, spring)
     held = {cid for cid, t in planned.items() if t.group == "control"}
+    # drawn by household (the campaign may write letters), else by e-mail address
     expected = {
         cid for cid, t in planned.items()
-        if t.group != "excluded" and rules.in_control(cid, spring.control_salt, 0.5)
+        if t.group != "excluded"
+        and rules.in_control(drawn_unit(session, cid, household=True), spring.control_salt, 0.5)
     }  # fmt: skip
     assert held == expected and report.control == len(held)
     assert all(planned[cid].send_at is not None for cid in held)  # would have been sent

@@ -121,7 +121,10 @@ def test_a_purchase_goes_to_the_last_contact_whose_window_covers_it(
     short = campaign(session, "short", brand=world.soleil, days=2)
     # p0: contacted by both; the later message takes the purchase (last touch)
     message(session, early, p[0], T0)
-    message(session, late, p[0], T0 + timedelta(days=3), clicked_at=T0 + timedelta(days=3, hours=1))
+    clicked = T0 + timedelta(days=3, hours=1)  # by a person (a scanner's click would not count)
+    message(
+        session, late, p[0], T0 + timedelta(days=3), clicked_at=clicked, human_clicked_at=clicked
+    )
     last_touch = purchase(session, world, p[0], T0 + timedelta(days=5), "40.00", brand=world.soleil)
     # p1: the later message's window (2 days) is over: the earlier campaign keeps it
     message(session, early, p[1], T0)
@@ -129,7 +132,10 @@ def test_a_purchase_goes_to_the_last_contact_whose_window_covers_it(
     covered = purchase(session, world, p[1], T0 + timedelta(days=6), "25.50", brand=world.soleil)
     # p2: bought before the message, after the window, a return, another brand's purchase, and
     # one purchase without a brand (it counts); then a click after the purchase
-    message(session, early, p[2], T0, clicked_at=T0 + timedelta(days=20))
+    message(
+        session, early, p[2], T0, clicked_at=T0 + timedelta(days=20),
+        human_clicked_at=T0 + timedelta(days=20),
+    )  # fmt: skip
     purchase(session, world, p[2], T0 - timedelta(hours=1), "10.00", brand=world.soleil)
     purchase(session, world, p[2], T0 + timedelta(days=30, seconds=1), "11.00")
     purchase(session, world, p[2], T0 + timedelta(days=2), "12.00", kind="return")
@@ -219,9 +225,12 @@ def test_results_compare_the_target_group_with_the_control_group(
             )
         )  # fmt: skip
     hour = timedelta(hours=1)
+    # opens and clicks by people (human_*: what the figures count)
     message(session, c, p[0], T0, state="delivered", delivered_at=T0 + hour, opened_at=T0 + hour,
-            clicked_at=T0 + 2 * hour)  # fmt: skip
-    message(session, c, p[1], T0, opened_at=T0 + hour, unsubscribed_at=T0 + 2 * hour)
+            human_opened_at=T0 + hour, clicked_at=T0 + 2 * hour,
+            human_clicked_at=T0 + 2 * hour)  # fmt: skip
+    message(session, c, p[1], T0, opened_at=T0 + hour, human_opened_at=T0 + hour,
+            unsubscribed_at=T0 + 2 * hour)  # fmt: skip
     message(session, c, p[2], T0, state="bounced", bounced_at=T0 + hour)
     message(session, c, p[3], None, state="failed", channel="sms")
     # target: p0 buys twice (once after clicking), p1 once, p2 (bounced) buys: not attributed

@@ -11,12 +11,14 @@ A run (:func:`dispatch`) owns its transactions:
    so that two dispatchers never claim the same row; SQLite has one writer). The same
    transaction re-checks what may have changed since planning (customer erased or merged,
    address suppressed, consent withdrawn: the row is ``cancelled``) and loads the
-   recipients' fields. Then, window by window (100 messages, or half a second's worth at the
-   sender's rate limit), the messages are rendered, *armed* (their ``provider_id`` is written
-   before they leave: the e-mail's Message-ID; a pending marker for an SMS) in the same
-   transaction as the results of the previous window, and handed to the sender. A window
-   goes in a thread of its own (the sender may use several connections) while the next
-   one is claimed and rendered; the next is armed only once the window before it is back.
+   recipients' fields and, for a campaign with A/B variants, each target's variant (its
+   ``campaign_target`` row), whose message is the one rendered. Then, window by window
+   (100 messages, or half a second's worth at the sender's rate limit), the messages are
+   rendered, *armed* (their ``provider_id`` is written before they leave: the e-mail's
+   Message-ID; a pending marker for an SMS) in the same transaction as the results of the
+   previous window, and handed to the sender. A window goes in a thread of its own (the
+   sender may use several connections) while the next one is claimed and rendered; the
+   next is armed only once the window before it is back.
    Results are written every ~100 messages or 0.5 s: ``sent`` with the provider's id and an
    ``email_sent``/``sms_sent`` interaction, ``failed`` with the redacted error and an
    ``email_failed``/``sms_failed`` interaction, or, for a temporary failure, back to
@@ -89,7 +91,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from tournesol.campaigns import rules
-from tournesol.campaigns.models import Campaign, CampaignMessage, Outbox
+from tournesol.campaigns.models import Campaign, CampaignMessage, CampaignTarget, Outbox
 from tournesol.campaigns.service import SUPPRESSION_REASONS
 from tournesol.campaigns.setup import (
     SetupError,
@@ -238,13 +240,16 @@ class _Row:
     key: str
     context: dict[str, Any] = field(default_factory=dict)
     marker: str | None = None  # the provider id written when armed
+    variant: str = rules.DEFAULT_VARIANT  # the target's A/B variant (campaign_target)
 
 
 @dataclass
 class _Campaign:
     campaign: Campaign
-    messages: dict[tuple[str, str], CampaignMessage]
-    renderers: dict[tuple[str, str], MessageRenderer | TemplateError] = field(default_factory=dict)
+    messages: dict[tuple[str, str, str], CampaignMessage]  # by channel, language, variant
+    renderers: dict[tuple[str, str, str], MessageRenderer | TemplateError] = field(
+        default_factory=dict
+    )
     untracked: tuple[str, ...] = ()  # link prefixes never rewritten to click redirects
 
     @cached_property
@@ -252,15 +257,25 @@ class _Campaign:
         """The personalization fields the campaign's messages read."""
         return fields_used(self.messages.values())
 
-    def renderer(self, channel: str, language: str) -> MessageRenderer:
-        """The message for a channel in a language (else the default language, else any)."""
-        key = (channel, language)
+    @cached_property
+    def variants(self) -> frozenset[str]:
+        """The A/B variants its messages name."""
+        return frozenset(variant for _, _, variant in self.messages)
+
+    def renderer(
+        self, channel: str, language: str, variant: str = rules.DEFAULT_VARIANT
+    ) -> MessageRenderer:
+        """The message of a variant for a channel in a language (else the default language,
+        else any). A variant never stands in for another: none for the channel, ValueError."""
+        key = (channel, language, variant)
         if key not in self.messages:
-            key = (channel, self.campaign.default_language)
+            key = (channel, self.campaign.default_language, variant)
         if key not in self.messages:
-            key = next((k for k in sorted(self.messages) if k[0] == channel), key)
+            key = next((k for k in sorted(self.messages) if k[::2] == (channel, variant)), key)
         if key not in self.messages:
-            raise ValueError(f"the campaign has no {channel} message")
+            several = len(self.variants) > 1 or variant != rules.DEFAULT_VARIANT
+            name = f" of variant {variant}" if several else ""
+            raise ValueError(f"the campaign has no {channel} message{name}")
         found = self.renderers.get(key)
         if found is None:
             try:
@@ -493,6 +508,8 @@ class _Run:
                 info = self._campaign(session, cid)
                 if info is None:
                     continue
+                if len(info.variants) > 1 or rules.DEFAULT_VARIANT not in info.variants:
+                    _read_variants(session, info, group)
                 # only the fields its messages read (a call list shows the purchases)
                 wanted = None if any(r.channel == "phone" for r in group) else info.fields
                 fields = personal_context(
@@ -522,7 +539,7 @@ class _Run:
             base = self.settings.public_url.rstrip("/")
             info = _Campaign(
                 campaign,
-                {(m.channel, m.language): m for m in messages},
+                {(m.channel, m.language, m.variant): m for m in messages},
                 untracked=(f"{base}/u/", f"{base}/p/"),
             )
             self.campaigns[campaign_id] = info
@@ -872,7 +889,7 @@ class _Run:
         info = self.campaigns.get(row.campaign_id or 0)
         if info is None:
             raise ValueError("the outbox row has no campaign message")
-        return info.renderer(row.channel, row.language)
+        return info.renderer(row.channel, row.language, row.variant)
 
     def _email(self, row: _Row) -> tuple[tuple[int, RenderedEmail], str]:
         assert self.signer is not None and self.smtp is not None
@@ -1138,7 +1155,7 @@ class _Run:
                         last_purchase_date=ctx.get("last_purchase_date"),
                         last_purchase_amount=ctx.get("last_purchase_amount"),
                         rfm_segment=ctx.get("rfm_segment"),
-                        script_reference=f"{info.campaign.code}/{row.language}",
+                        script_reference=_script_reference(info, row),
                     )
                 except ValueError as exc:
                     self.add(
@@ -1177,6 +1194,32 @@ class _Run:
                     if cid in out:
                         out[cid] = (out[cid][0], days, hours)
         return out
+
+
+def _read_variants(session: Session, info: _Campaign, rows: Sequence[_Row]) -> None:
+    """The A/B variant of each claimed row of one campaign, from its customer's
+    campaign_target row (one read per claim, by the unique campaign and customer key); a
+    row without one (planned before variants existed) keeps ``A``."""
+    t = CampaignTarget
+    dialect = Dialect.of(session)
+    ids = sorted({row.customer_id for row in rows})
+    found: dict[int, str] = {}
+    for part in chunked(ids, dialect.max_params - 10):
+        query = select(t.customer_id, t.variant).where(
+            t.campaign_id == info.campaign.id, dialect.one_of(t.customer_id, list(part))
+        )
+        found.update((cid, variant) for cid, variant in session.execute(query) if variant)
+    for row in rows:
+        row.variant = found.get(row.customer_id, rules.DEFAULT_VARIANT)
+
+
+def _script_reference(info: _Campaign, row: _Row) -> str:
+    """The call script a call center reads: the campaign and the language, and the variant
+    when the campaign has several."""
+    reference = f"{info.campaign.code}/{row.language}"
+    if len(info.variants) > 1:
+        reference += f"/{row.variant}"
+    return reference
 
 
 def _callable(number: str) -> bool:

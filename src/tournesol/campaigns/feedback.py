@@ -48,6 +48,7 @@ from tournesol.customers.models import Brand, Customer, Identifier
 from tournesol.customers.view360 import survivor_of
 from tournesol.db import Dialect, utcnow
 from tournesol.interactions.models import Interaction
+from tournesol.reporting import hygiene
 
 PURPOSE: Final = "marketing"
 TEXT_VERSION: Final = "v1"
@@ -88,61 +89,195 @@ class UnknownSubscriber(LookupError):
 # --- opens and clicks ------------------------------------------------------------------------
 
 
-def record_open(session: Session, *, outbox_id: int, at: datetime) -> bool:
-    """Record that email ``outbox_id`` was opened (its pixel was loaded) at ``at``.
+def record_open(
+    session: Session,
+    *,
+    outbox_id: int,
+    at: datetime,
+    signals: hygiene.Signals = hygiene.NO_REQUEST,
+    thresholds: hygiene.Thresholds = hygiene.THRESHOLDS,
+) -> bool:
+    """Record that email ``outbox_id`` was opened (its pixel was loaded) at ``at``, by the
+    request ``signals`` describe (none: an open recorded outside a request, judged on its
+    timing alone).
 
-    The first open sets ``Outbox.opened_at`` and adds an ``email_opened`` interaction
-    (inbound, email); later opens change nothing. Returns True for the first open, False for
-    a later one, an unknown id or a message that is not an email.
+    The load is judged by :func:`tournesol.reporting.hygiene.classify_open`. The first open
+    sets ``Outbox.opened_at``; the first human one ``human_opened_at``. Each of the two adds
+    an ``email_opened`` interaction (inbound, email; one when they are the same), a machine's
+    marked ``"machine": true`` with its ``reason``, with the user agent (its first 200
+    characters) when the request named one; later opens change nothing. Returns True when a
+    row was written; False for a later open, an unknown id or a message that is not an email.
     """
     result = session.execute(
         update(Outbox)
-        .where(Outbox.id == outbox_id, Outbox.channel == "email", Outbox.opened_at.is_(None))
-        .values(opened_at=at, updated_at=utcnow())
+        .where(
+            Outbox.id == outbox_id,
+            Outbox.channel == "email",
+            or_(Outbox.opened_at.is_(None), Outbox.human_opened_at.is_(None)),
+        )
+        .values(updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     if cast(CursorResult[Any], result).rowcount != 1:
         return False
     message = _reload(session, outbox_id)
-    _event(session, message, "email", "inbound", "email_opened", at, {"outbox_id": message.id})
+    verdict = hygiene.classify_open(
+        user_agent=signals.user_agent,
+        seconds_since_sent=_since_sent(message, at),
+        privacy_proxy=signals.privacy_proxy,
+        thresholds=thresholds,
+    )
+    first = message.opened_at is None
+    if verdict.machine and not first:
+        return False
+    if first:
+        message.opened_at = at
+    if not verdict.machine:
+        message.human_opened_at = at
+    payload = _marked({"outbox_id": message.id}, verdict, signals, "machine")
+    _event(session, message, "email", "inbound", "email_opened", at, payload)
     return True
 
 
-def record_click(session: Session, *, outbox_id: int, index: int, url: str, at: datetime) -> bool:
-    """Record a click on link ``index`` (target ``url``) of email ``outbox_id`` at ``at``.
+def record_click(
+    session: Session,
+    *,
+    outbox_id: int,
+    index: int,
+    url: str,
+    at: datetime,
+    signals: hygiene.Signals = hygiene.NO_REQUEST,
+    thresholds: hygiene.Thresholds = hygiene.THRESHOLDS,
+) -> bool:
+    """Record a click on link ``index`` (target ``url``) of email ``outbox_id`` at ``at``, by
+    the request ``signals`` describe (none: judged on timing alone).
 
-    Sets ``Outbox.clicked_at`` on the first click, and ``opened_at`` when it is still empty
-    (a click implies an open: images may be blocked; an ``email_opened`` interaction marked
-    ``implied_by: click`` is added then). One ``email_clicked`` interaction per message and
-    link index, whose payload keeps the index and the URL (ours, signed in the token, not
-    personal). Returns True when this link of this message had not been clicked before;
-    False otherwise, or for an unknown id or a message that is not an email.
+    The click is judged by :func:`tournesol.reporting.hygiene.classify_click`. Sets
+    ``Outbox.clicked_at`` on the first click, and ``opened_at`` when it is still empty (a
+    click implies an open: images may be blocked; an ``email_opened`` interaction marked
+    ``implied_by: click`` is added then); a human click sets ``human_clicked_at`` and
+    ``human_opened_at`` when they are empty. One ``email_clicked`` interaction per message
+    and link index (plus one for the link's first human click when a bot's came first),
+    whose payload keeps the index and the URL (ours, signed in the token, not personal), the
+    user agent when there is one, and ``"bot": true`` with the ``reason`` for a suspected
+    bot. When this click and an earlier click on another link of the message were less than
+    ``thresholds.burst`` seconds apart, the earlier one is flagged too (``all_links_at_once``)
+    and the message's human times are recomputed without it. Returns True when a row was
+    written for the click; False otherwise, or for an unknown id or a message that is not an
+    email.
     """
     message = _claim(session, outbox_id, channel="email")
     if message is None:
         return False
+    clicks = _timeline_of(session, message, "email_clicked")
+    others = [(_index(c), (at - _at(c)).total_seconds()) for c in clicks]
+    verdict = hygiene.classify_click(
+        user_agent=signals.user_agent,
+        method=signals.method,
+        seconds_since_sent=_since_sent(message, at),
+        index=index,
+        other_clicks_of_message=others,
+        thresholds=thresholds,
+    )
     if message.opened_at is None:
         message.opened_at = at
-        payload = {"outbox_id": message.id, "implied_by": "click"}
+        payload = _marked(
+            {"outbox_id": message.id, "implied_by": "click"}, verdict, None, "machine"
+        )
         _event(session, message, "email", "inbound", "email_opened", at, payload)
     if message.clicked_at is None:
         message.clicked_at = at
-    known = session.scalar(
-        select(Interaction.id)
-        .where(
-            Interaction.customer_id == message.customer_id,
-            Interaction.type == "email_clicked",
-            Interaction.payload["outbox_id"].as_integer() == message.id,
-            Interaction.payload["index"].as_integer() == index,
-        )
-        .limit(1)
+    if not verdict.machine:
+        if message.human_clicked_at is None:
+            message.human_clicked_at = at
+        if message.human_opened_at is None:
+            message.human_opened_at = at
+    same_link = [c for c in clicks if _index(c) == index]
+    written = not same_link or (
+        not verdict.machine and all(c.payload.get("bot") for c in same_link)
     )
-    if known is not None:
-        session.flush()
-        return False
-    payload = {"outbox_id": message.id, "index": index, "url": url}
-    _event(session, message, "email", "inbound", "email_clicked", at, payload)
-    return True
+    if written:
+        payload = _marked(
+            {"outbox_id": message.id, "index": index, "url": url}, verdict, signals, "bot"
+        )
+        _event(session, message, "email", "inbound", "email_clicked", at, payload)
+    partners = hygiene.burst_partners(index, others, thresholds=thresholds)
+    flagged = [clicks[p] for p in partners if not clicks[p].payload.get("bot")]
+    if flagged:
+        _flag_burst(session, message, flagged)
+    session.flush()
+    return written
+
+
+def _flag_burst(session: Session, message: Outbox, clicks: list[Interaction]) -> None:
+    """Flag earlier clicks that a later one showed to be part of a burst on every link (and
+    the open each of them implied), then set the message's human times again from the
+    timeline: its first unflagged click, and its first unflagged open or click."""
+    reason = {"bot": True, "reason": "all_links_at_once"}
+    times = {_at(c) for c in clicks}
+    for click in clicks:
+        click.payload = {**click.payload, **reason}
+    opens = _timeline_of(session, message, "email_opened")
+    for row in opens:
+        implied = row.payload.get("implied_by") == "click"
+        if implied and _at(row) in times and not row.payload.get("machine"):
+            row.payload = {**row.payload, "machine": True, "reason": "all_links_at_once"}
+    human_clicks = [
+        _at(c) for c in _timeline_of(session, message, "email_clicked") if not c.payload.get("bot")
+    ]
+    human_opens = [
+        _at(o)
+        for o in opens
+        if not o.payload.get("machine") and o.payload.get("implied_by") != "click"
+    ]
+    message.human_clicked_at = min(human_clicks, default=None)
+    message.human_opened_at = min([*human_opens, *human_clicks], default=None)
+
+
+def _timeline_of(session: Session, message: Outbox, kind: str) -> list[Interaction]:
+    """The message's interactions of one kind (a handful), oldest first."""
+    return list(
+        session.scalars(
+            select(Interaction)
+            .where(
+                Interaction.customer_id == message.customer_id,
+                Interaction.type == kind,
+                Interaction.payload["outbox_id"].as_integer() == message.id,
+            )
+            .order_by(Interaction.occurred_at, Interaction.id)
+        )
+    )
+
+
+def _marked(
+    payload: dict[str, Any],
+    verdict: hygiene.Verdict,
+    signals: hygiene.Signals | None,
+    flag: str,
+) -> dict[str, Any]:
+    """A timeline payload with the hygiene verdict (``flag``: ``machine`` for opens, ``bot``
+    for clicks) and the request's user agent, shortened; never its address."""
+    if verdict.machine:
+        payload[flag] = True
+        payload["reason"] = verdict.reason
+    agent = hygiene.kept_agent(signals.user_agent) if signals is not None else None
+    if agent:
+        payload["user_agent"] = agent
+    return payload
+
+
+def _since_sent(message: Outbox, at: datetime) -> float | None:
+    return None if message.sent_at is None else (at - message.sent_at).total_seconds()
+
+
+def _index(row: Interaction) -> int:
+    value = row.payload.get("index")
+    return value if isinstance(value, int) else -1
+
+
+def _at(row: Interaction) -> datetime:
+    assert row.occurred_at is not None  # written with one by _event
+    return row.occurred_at
 
 
 # --- unsubscribing ---------------------------------------------------------------------------

@@ -57,7 +57,20 @@ class Campaign(Base):
     unit_costs: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # channel -> cost
     control_share: Mapped[float] = mapped_column(Float, default=0.1)
     control_salt: Mapped[str] = mapped_column(String(40))
+    # A/B variants: variant -> share of the target group ({}: equal shares between the
+    # variants the messages name); see rules.variant_shares
+    variant_shares: Mapped[dict[str, float]] = mapped_column(
+        Json, default=dict, server_default="{}"
+    )
     attribution_days: Mapped[int] = mapped_column(Integer, default=30)
+    # channel -> days, overriding attribution_days for that channel (reporting.measure)
+    attribution_windows: Mapped[dict[str, Any]] = mapped_column(
+        Json, default=dict, server_default="{}"
+    )
+    # days from a letter's drop (its print run) to the customer's letterbox: its exposure
+    postal_delay_days: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    # the gross margin on a euro of sales, for the ROI (None: only the return on spend)
+    margin_rate: Mapped[float | None] = mapped_column(Float)
     default_language: Mapped[str] = mapped_column(String(8), default="fr")
     created_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -67,8 +80,8 @@ class Campaign(Base):
 
 
 class CampaignMessage(Base):
-    """The message of a campaign on one channel in one language (Jinja2 templates, rendered
-    in a sandbox for each recipient)."""
+    """The message of a campaign on one channel in one language, in one of its A/B variants
+    ("A" when it has one; Jinja2 templates, rendered in a sandbox for each recipient)."""
 
     __tablename__ = "campaign_message"
 
@@ -79,8 +92,9 @@ class CampaignMessage(Base):
     subject: Mapped[str | None] = mapped_column(String(300))
     body_text: Mapped[str] = mapped_column(Text, default="")
     body_html: Mapped[str | None] = mapped_column(Text)
+    variant: Mapped[str] = mapped_column(String(8), default="A", server_default="A")
 
-    __table_args__ = (UniqueConstraint("campaign_id", "channel", "language"),)
+    __table_args__ = (UniqueConstraint("campaign_id", "channel", "language", "variant"),)
 
 
 class CampaignTarget(Base):
@@ -103,6 +117,9 @@ class CampaignTarget(Base):
     # when the message would go (for the control group: would have gone)
     send_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     planned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # the A/B variant of the message a target gets; None for control and excluded rows (and
+    # for targets planned before variants existed: read them as "A")
+    variant: Mapped[str | None] = mapped_column(String(8))
 
     __table_args__ = (
         UniqueConstraint("campaign_id", "customer_id"),
@@ -147,6 +164,10 @@ class Outbox(Base):
     clicked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     bounced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # the first open and click made by a person (reporting.hygiene: machine opens and
+    # suspected bot clicks set only opened_at / clicked_at); a human click is a human open
+    human_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    human_clicked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         # written when a message leaves: planned rows (most of a plan) stay out of it

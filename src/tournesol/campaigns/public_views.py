@@ -32,6 +32,7 @@ from tournesol.channels.base import Key
 from tournesol.channels.links import BadLink, LinkSigner, Subscription
 from tournesol.consent.rules import ConsentRuleError
 from tournesol.db import utcnow
+from tournesol.reporting import hygiene
 from tournesol.web.deps import SessionDep
 from tournesol.web.i18n import LANGUAGES, best_language, translations
 
@@ -151,27 +152,44 @@ def _rollback(session: Session, what: str, exc: Exception) -> None:
 # --- opens and clicks ------------------------------------------------------------------------
 
 
+def _signals(request: Request) -> hygiene.Signals:
+    """What engagement hygiene reads of a request: its user agent (``""`` when it sent none),
+    its method, and whether it came from a privacy proxy's network, decided here from the
+    client's address, which goes no further (never stored, never logged)."""
+    host = request.client.host if request.client is not None else None
+    return hygiene.Signals(
+        user_agent=request.headers.get("user-agent", ""),
+        method=request.method,
+        privacy_proxy=hygiene.privacy_proxy(host),
+    )
+
+
 @router.get("/t/o/{token}.gif")
 def open_pixel(request: Request, session: SessionDep, token: str) -> Response:
-    """The open pixel: records the message's first open, answers a transparent GIF whatever
-    the token (a mail client never shows a broken image)."""
+    """The open pixel: records the open (flagged when a machine loaded it: a privacy or
+    image proxy, a bot, a prefetch), answers a transparent GIF whatever the token (a mail
+    client never shows a broken image)."""
     try:
         outbox_id = _id(_links(request).signer.read_open(token))
     except (BadLink, setup.SetupError):
         outbox_id = None
     if outbox_id is not None:
         try:
-            feedback.record_open(session, outbox_id=outbox_id, at=utcnow())
+            feedback.record_open(
+                session, outbox_id=outbox_id, at=utcnow(), signals=_signals(request)
+            )
             session.commit()
         except SQLAlchemyError as exc:
             _rollback(session, "open", exc)
     return Response(PIXEL, media_type="image/gif", headers=_PRIVATE)
 
 
-@router.get("/t/c/{token}")
+@router.api_route("/t/c/{token}", methods=["GET", "HEAD"])
 def click(request: Request, session: SessionDep, token: str) -> Response:
-    """A tracked link: records the click, redirects (302) to the URL signed in the token and
-    nowhere else; a damaged token gets a page that says so (400)."""
+    """A tracked link: records the click (flagged when a bot is suspected), redirects (302)
+    to the URL signed in the token and nowhere else; a damaged token gets a page that says
+    so (400). A HEAD, what link scanners send, is recorded as a flagged click and answered
+    the same way: the redirect names the target, nothing here fetches it."""
     try:
         link = _links(request).signer.read_click(token)
     except BadLink:
@@ -180,7 +198,12 @@ def click(request: Request, session: SessionDep, token: str) -> Response:
     if outbox_id is not None:
         try:
             feedback.record_click(
-                session, outbox_id=outbox_id, index=link.index, url=link.url, at=utcnow()
+                session,
+                outbox_id=outbox_id,
+                index=link.index,
+                url=link.url,
+                at=utcnow(),
+                signals=_signals(request),
             )
             session.commit()
         except SQLAlchemyError as exc:

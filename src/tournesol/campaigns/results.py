@@ -97,8 +97,9 @@ def attribute(session: Session, *, now: datetime, campaign_ids: Sequence[int] | 
     at ``sent_at``, strictly before the purchase) among those whose attribution window
     (``campaign.attribution_days`` after ``sent_at``, inclusive) covers it and whose brand
     matches (see the module's docstring): last touch, clicked or not; ``clicked`` records
-    whether the message had a click before the purchase. One ``INSERT ... SELECT`` ranks the
-    candidate messages of each purchase in SQL, so a million messages never come into memory.
+    whether a person clicked the message before the purchase (``human_clicked_at``: a link
+    scanner's click does not count). One ``INSERT ... SELECT`` ranks the candidate messages
+    of each purchase in SQL, so a million messages never come into memory.
 
     Idempotent: a purchase already attributed keeps its campaign, so running again adds only
     purchases made (or imported, or linked to their customer) since. With ``campaign_ids``,
@@ -110,7 +111,10 @@ def attribute(session: Session, *, now: datetime, campaign_ids: Sequence[int] | 
     dialect = Dialect.of(session)
     o, c, t, a = Outbox, Campaign, Transaction, CampaignAttribution
     clicked = case(
-        (and_(o.clicked_at.is_not(None), o.clicked_at <= t.occurred_at), literal(True)),
+        (
+            and_(o.human_clicked_at.is_not(None), o.human_clicked_at <= t.occurred_at),
+            literal(True),
+        ),
         else_=literal(False),
     )
     rank = func.row_number().over(partition_by=t.id, order_by=(o.sent_at.desc(), o.id.desc()))
@@ -215,8 +219,11 @@ class Results:
     ``sent_at`` set), per channel in ``sent_by_channel``; ``delivered`` confirmed delivered
     (``delivered_at``: SMS delivery reports); ``failed`` refused for good before leaving;
     ``bounced`` came back (state or ``bounced_at``); ``in_doubt`` may or may not have left (a
-    dispatcher stopped mid-send: an operator decides); ``opened``, ``clicked``,
-    ``unsubscribed``: messages with at least one open, click, unsubscribe.
+    dispatcher stopped mid-send: an operator decides); ``opened``, ``clicked``: messages a
+    person opened, clicked at least once (``human_opened_at``, ``human_clicked_at``);
+    ``machine_opened``, ``bot_clicked``: messages whose every open, click was a machine's
+    (reporting.hygiene: privacy and image proxies, link scanners; they are kept apart and
+    never count as engagement); ``unsubscribed``: messages with an unsubscribe.
 
     Purchases: ``target`` holds the purchases attributed to the campaign (by
     :func:`attribute`: last touch, within the window after the message) over the target
@@ -247,6 +254,8 @@ class Results:
     in_doubt: int = 0
     opened: int = 0
     clicked: int = 0
+    machine_opened: int = 0
+    bot_clicked: int = 0
     unsubscribed: int = 0
     target: GroupFigures = GroupFigures(0, 0, 0, Decimal(0))
     control_group: GroupFigures = GroupFigures(0, 0, 0, Decimal(0))
@@ -308,8 +317,8 @@ class Results:
 
     def funnel(self) -> list[tuple[str, int]]:
         """The campaign from audience to purchase (:data:`RESULT_STAGES`): the audience, the
-        eligible (target and control), the target group, messages sent, delivered, opened,
-        clicked, and the target customers with an attributed purchase."""
+        eligible (target and control), the target group, messages sent, delivered, opened
+        and clicked by a person, and the target customers with an attributed purchase."""
         values = (
             self.audience, self.targeted + self.control, self.targeted, self.sent,
             self.delivered, self.opened, self.clicked, self.target.purchasers,
@@ -352,6 +361,8 @@ class Results:
             "in_doubt": self.in_doubt,
             "opened": self.opened,
             "clicked": self.clicked,
+            "machine_opened": self.machine_opened,
+            "bot_clicked": self.bot_clicked,
             "unsubscribed": self.unsubscribed,
             "target_group": group(self.target),
             "control_group": group(self.control_group),
@@ -451,13 +462,18 @@ def _messages(session: Session, campaign: Campaign, found: Results) -> None:
     rows = session.execute(
         select(
             o.channel, o.state, func.count(), func.count(o.sent_at), func.count(o.delivered_at),
-            func.count(o.opened_at), func.count(o.clicked_at), func.count(o.unsubscribed_at),
-            func.count(o.bounced_at),
+            func.count(o.human_opened_at), func.count(o.human_clicked_at),
+            func.count(o.opened_at).filter(o.human_opened_at.is_(None)),
+            func.count(o.clicked_at).filter(o.human_clicked_at.is_(None)),
+            func.count(o.unsubscribed_at), func.count(o.bounced_at),
         )
         .where(o.campaign_id == campaign.id)
         .group_by(o.channel, o.state)
     )  # fmt: skip
-    for channel, state, count, sent, delivered, opened, clicked, unsubscribed, bounced in rows:
+    for (
+        channel, state, count, sent, delivered, opened, clicked, machine_opened, bot_clicked,
+        unsubscribed, bounced,
+    ) in rows:  # fmt: skip
         found.planned[channel] += count
         found.states[state] += count
         found.sent += sent
@@ -466,6 +482,8 @@ def _messages(session: Session, campaign: Campaign, found: Results) -> None:
         found.delivered += count if state == "delivered" else delivered
         found.opened += opened
         found.clicked += clicked
+        found.machine_opened += machine_opened
+        found.bot_clicked += bot_clicked
         found.unsubscribed += unsubscribed
         found.bounced += count if state == "bounced" else bounced
         if state == "failed":

@@ -1,5 +1,6 @@
 """Pure eligibility rules for campaigns: consent regimes, contact points, channel choice, contact
-windows, marketing pressure, arbitration between campaigns, control groups and languages.
+windows, marketing pressure, arbitration between campaigns, control groups, A/B variants and
+languages.
 
 Plain values in, plain values out: no database, no web framework, no clock (the time is always
 passed in as an aware ``now``). The campaign planner evaluates these rules for up to a million
@@ -18,7 +19,7 @@ import hashlib
 import math
 import re
 from bisect import bisect_left
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -923,15 +924,131 @@ def control_bucket(customer_id: int | str, salt: str) -> float:
     return (int.from_bytes(digest[:8], "big") >> 11) / 2**53
 
 
-def in_control(customer_id: int, salt: str, share: float) -> bool:
-    """Whether the customer is held out: ``control_bucket < share``, share between 0 and 0.5.
+def in_control(unit: int | str, salt: str, share: float) -> bool:
+    """Whether a randomization unit (a customer's id, or the text of their household or shared
+    e-mail address: ``service.randomization_unit``) is held out: ``control_bucket < share``,
+    share between 0 and 0.5.
 
     >>> in_control(1, "spring-sale", 0.0)
     False
     """
     if not 0.0 <= share <= 0.5:
         raise ValueError("the control share must be between 0 and 0.5")
-    return control_bucket(customer_id, salt) < share
+    return control_bucket(unit, salt) < share
+
+
+# --------------------------------------------------------------------------------------------
+# A/B variants
+
+DEFAULT_VARIANT: Final = "A"
+VARIANT_NAME: Final = re.compile(r"[A-Z][A-Z0-9]{0,7}")
+# How far the shares may add up from 1 (shares typed as 0.333, 0.333, 0.334 are fine).
+SHARE_TOLERANCE: Final = 1e-6
+
+
+def check_variant_name(name: str) -> str:
+    """The name, when it is a variant's: one to eight capital letters or digits, starting with
+    a letter (A, B, C... or B2). Raises ValueError otherwise.
+
+    >>> check_variant_name("B")
+    'B'
+    """
+    if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+        raise ValueError(
+            f"variant {name!r}: one to eight capital letters or digits, starting with a letter"
+            " (A, B, C...)"
+        )
+    return name
+
+
+def variant_shares(
+    variants: Sequence[str], shares: Mapping[str, Any] | None
+) -> tuple[tuple[str, float], ...]:
+    """The variants (in name order) with the share of the target group each one gets: the
+    ``shares`` given (variant -> share, each above 0, adding up to 1), or equal shares when
+    ``shares`` is empty. Raises ValueError, starting with ``variant_shares:``, on a share
+    that is not a number or not above 0, shares not adding up to 1, a share for a variant
+    not in ``variants`` or a variant without one.
+
+    >>> variant_shares(["B", "A"], None)
+    (('A', 0.5), ('B', 0.5))
+    >>> variant_shares(["A", "B"], {"A": 0.7, "B": 0.3})
+    (('A', 0.7), ('B', 0.3))
+    """
+    names = sorted({check_variant_name(v) for v in variants}) or [DEFAULT_VARIANT]
+    if not shares:
+        return tuple((name, 1.0 / len(names)) for name in names)
+    given: dict[str, float] = {}
+    for name, raw in shares.items():
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise ValueError(f"variant_shares: the share of {name} must be a number above 0")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(
+                f"variant_shares: the share of {name} must be a number above 0"
+            ) from None
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"variant_shares: the share of {name} must be a number above 0")
+        given[str(name)] = value
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise ValueError(
+            f"variant_shares: variant {unknown[0]} has no message (variants: {', '.join(names)})"
+        )
+    missing = [name for name in names if name not in given]
+    if missing:
+        raise ValueError(f"variant_shares: no share for variant {missing[0]}")
+    total = math.fsum(given.values())
+    if abs(total - 1.0) > SHARE_TOLERANCE:
+        raise ValueError(f"variant_shares: the shares add up to {total:g}, not 1")
+    return tuple((name, given[name] / total) for name in names)
+
+
+def variants_of(
+    messages: Iterable[tuple[str, str, str]], shares: Mapping[str, Any] | None
+) -> tuple[tuple[str, float], ...]:
+    """The variants of a campaign's messages, (channel, language, variant) each, with their
+    shares (:func:`variant_shares`). Every variant must have a message for every channel and
+    language another variant has: the channel and the language are chosen before the
+    variant is drawn, and an arm that could not carry one would lose customers the others
+    keep. Raises ValueError naming the first message missing.
+
+    >>> variants_of([("email", "fr", "A"), ("email", "fr", "B")], {})
+    (('A', 0.5), ('B', 0.5))
+    """
+    have = set(messages)
+    names = sorted({variant for _, _, variant in have})
+    pairs = sorted({(channel, language) for channel, language, _ in have})
+    for name in names:
+        for channel, language in pairs:
+            if (channel, language, name) not in have:
+                raise ValueError(
+                    f"variant {name}: no {channel} message in {language!r} (every variant needs"
+                    " a message for each channel and language the other variants have)"
+                )
+    return variant_shares(names, shares)
+
+
+def pick_variant(unit: int | str, salt: str, shares: Sequence[tuple[str, float]]) -> str:
+    """The variant a randomization unit gets: its bucket with the campaign's salt followed
+    by ``:variant`` (``control_bucket(unit, salt + ":variant")``, independent of the control
+    draw) falls into one of the consecutive intervals the shares cut [0, 1) into, in the
+    order given (:func:`variant_shares`). Stable: the same unit, salt and shares always give
+    the same variant.
+
+    >>> pick_variant(1, "spring-sale", (("A", 1.0),))
+    'A'
+    """
+    if len(shares) == 1:
+        return shares[0][0]
+    point = control_bucket(unit, f"{salt}:variant")
+    reached = 0.0
+    for name, share in shares:
+        reached += share
+        if point < reached:
+            return name
+    return shares[-1][0]  # the sum fell a rounding error short of 1
 
 
 def pick_language(available: Sequence[str], *, customer: str | None, default: str) -> str | None:

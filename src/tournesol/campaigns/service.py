@@ -13,7 +13,10 @@ the same customers (one run), in one transaction:
 4. a time inside the customer's contact days and hours (their preferences; for telephone
    prospecting without preferences, the legal hours) before the campaign ends;
 5. the control group: a stable share of the eligible customers held out (with the time they
-   would have been contacted);
+   would have been contacted), drawn by randomization unit (the household for a campaign
+   that may write letters, else the shared e-mail address, else the customer:
+   :func:`randomization_unit`); each target gets one of the campaign's A/B variants, drawn
+   by the same unit;
 6. marketing pressure: the contacts already in the outbox plus those of the competing
    campaigns, arbitrated by priority then expected value;
 7. what is left: one outbox row per message. Every customer of the audience gets a
@@ -197,11 +200,19 @@ def create(
     control_share: float = 0.1,
     attribution_days: int = 30,
     default_language: str = "fr",
+    variant_shares: Mapping[str, Any] | None = None,
+    attribution_windows: Mapping[str, Any] | None = None,
+    postal_delay_days: int = 3,
+    margin_rate: float | None = None,
     created_by: str | None = None,
 ) -> Campaign:
     """A new campaign. ``kind`` planned (the default): a draft on a saved segment, planned at
     once later; triggered: no segment, running at once, its messages sent one by one when a
-    journey asks (:func:`admit`). Raises CampaignError on a bad value."""
+    journey asks (:func:`admit`). ``variant_shares``: the share of the target group each A/B
+    variant gets (``{"A": 0.5, "B": 0.5}``; none: equal shares). ``attribution_windows``:
+    days per channel overriding ``attribution_days`` (``{"sms": 7}``); ``postal_delay_days``:
+    from a letter's print run to the letterbox; ``margin_rate``: the gross margin on a euro
+    of sales, for the ROI (docs/measurement.md). Raises CampaignError on a bad value."""
     if not CODE.fullmatch(code):
         raise CampaignError("code: lower-case letters, digits, _ or -, up to 60 characters")
     if get_by_code(session, code=code) is not None:
@@ -227,6 +238,12 @@ def create(
         raise CampaignError("attribution_days: between 1 and 365")
     if starts_at is not None and ends_at is not None and ends_at <= starts_at:
         raise CampaignError("ends_at: after starts_at")
+    shares = check_shares(variant_shares, kind=kind)
+    windows = check_windows(attribution_windows)
+    if isinstance(postal_delay_days, bool) or not 0 <= postal_delay_days <= 30:
+        raise CampaignError("postal_delay_days: between 0 and 30")
+    if margin_rate is not None and not 0 < margin_rate <= 1:
+        raise CampaignError("margin_rate: a share above 0 and at most 1 (0.35 for 35 %)")
     now = utcnow()
     campaign = Campaign(
         code=code,
@@ -246,7 +263,11 @@ def create(
         unit_costs=dict(unit_costs or {}),
         control_share=control_share,
         control_salt=f"{code}-1",
+        variant_shares=shares,
         attribution_days=attribution_days,
+        attribution_windows=windows,
+        postal_delay_days=postal_delay_days,
+        margin_rate=margin_rate,
         default_language=default_language,
         created_by=created_by,
         created_at=now,
@@ -255,6 +276,18 @@ def create(
     session.add(campaign)
     session.flush()
     return campaign
+
+
+def check_windows(windows: Mapping[str, Any] | None) -> dict[str, int]:
+    """Attribution windows per channel: a known channel -> whole days from 1 to 365."""
+    found: dict[str, int] = {}
+    for channel, days in (windows or {}).items():
+        if channel not in rules.CONTACT_CHANNELS:
+            raise CampaignError(f"attribution_windows: {channel!r} is not a channel")
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:
+            raise CampaignError(f"attribution_windows.{channel}: whole days between 1 and 365")
+        found[str(channel)] = days
+    return found
 
 
 def _channels(channels: Sequence[str]) -> list[str]:
@@ -271,6 +304,46 @@ def _channels(channels: Sequence[str]) -> list[str]:
     return order
 
 
+def check_shares(shares: Mapping[str, Any] | None, *, kind: str = "planned") -> dict[str, float]:
+    """The variant shares of a campaign, checked on their own (names, each above 0, adding
+    up to 1; whether each variant has its messages is :func:`check_variants`'s), as stored.
+    Raises CampaignError."""
+    if not shares:
+        return {}
+    try:
+        rules.variant_shares(list(shares), shares)
+    except ValueError as exc:
+        raise CampaignError(str(exc)) from None
+    if kind == "triggered" and len(shares) > 1:
+        raise CampaignError(TRIGGERED_VARIANTS)
+    return {str(name): float(value) for name, value in shares.items()}
+
+
+TRIGGERED_VARIANTS: Final = (
+    "variant_shares: a triggered campaign has one version of each message (A/B variants need"
+    " a planned campaign)"
+)
+
+
+def check_variants(session: Session, *, campaign: Campaign) -> tuple[tuple[str, float], ...]:
+    """The campaign's A/B variants with their shares, in name order (``(("A", 1.0),)`` for a
+    campaign with one version of each message), checked against its messages: every
+    variant has a message for each channel and language another one has, the shares name
+    exactly the variants that have messages. Raises CampaignError saying what is missing."""
+    m = CampaignMessage
+    found = session.execute(
+        select(m.channel, m.language, m.variant).where(m.campaign_id == campaign.id)
+    )
+    messages = [(channel, language, variant) for channel, language, variant in found]
+    try:
+        variants = rules.variants_of(messages, campaign.variant_shares)
+    except ValueError as exc:
+        raise CampaignError(str(exc)) from None
+    if campaign.kind == "triggered" and len(variants) > 1:
+        raise CampaignError(TRIGGERED_VARIANTS)
+    return variants
+
+
 def set_message(
     session: Session,
     *,
@@ -280,21 +353,32 @@ def set_message(
     body_text: str,
     subject: str | None = None,
     body_html: str | None = None,
+    variant: str = rules.DEFAULT_VARIANT,
 ) -> CampaignMessage:
-    """Create or replace the campaign's message on a channel in a language."""
+    """Create or replace the campaign's message on a channel in a language, in one of its A/B
+    variants (``A`` by default; a triggered campaign has only that one)."""
     if channel not in campaign.channels:
         raise CampaignError(f"channel: the campaign does not use {channel!r}")
     if channel == "email" and not (subject or "").strip():
         raise CampaignError("subject: an e-mail needs one")
+    try:
+        rules.check_variant_name(variant)
+    except ValueError as exc:
+        raise CampaignError(str(exc)) from None
+    if campaign.kind == "triggered" and variant != rules.DEFAULT_VARIANT:
+        raise CampaignError(TRIGGERED_VARIANTS)
     message = session.scalar(
         select(CampaignMessage).where(
             CampaignMessage.campaign_id == campaign.id,
             CampaignMessage.channel == channel,
             CampaignMessage.language == language,
+            CampaignMessage.variant == variant,
         )
     )
     if message is None:
-        message = CampaignMessage(campaign_id=campaign.id, channel=channel, language=language)
+        message = CampaignMessage(
+            campaign_id=campaign.id, channel=channel, language=language, variant=variant
+        )
         session.add(message)
     message.subject = subject
     message.body_text = body_text
@@ -316,6 +400,7 @@ class PlanReport:
     funnel: list[tuple[str, int]] = field(default_factory=list)
     excluded: Counter[str] = field(default_factory=Counter)
     channels: Counter[str] = field(default_factory=Counter)
+    variants: Counter[str] = field(default_factory=Counter)  # the messages by A/B variant
     control: int = 0
     planned: int = 0
 
@@ -341,6 +426,9 @@ class _Person:
     history: list[rules.Contact] | None = None
     max_per_week: int | None = None  # the customer's own cap (preference center)
     held_out: bool = False  # in the global holdout (reporting.holdouts)
+    # their randomization units (see randomization_unit), hashed when first needed
+    household_unit: str | None = None
+    email_unit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,14 +450,24 @@ class _Spec:
     ends_at: datetime | None
     control_salt: str
     control_share: float
+    # whether customers are drawn by household (the campaign may write letters; kept when
+    # the gate narrows the channels to the one asked for)
+    household: bool = False
+    # the A/B variants and their shares, in name order (rules.variant_shares)
+    variants: tuple[tuple[str, float], ...] = ((rules.DEFAULT_VARIANT, 1.0),)
 
     @classmethod
-    def of(cls, campaign: Campaign) -> _Spec:
+    def of(
+        cls,
+        campaign: Campaign,
+        variants: tuple[tuple[str, float], ...] = ((rules.DEFAULT_VARIANT, 1.0),),
+    ) -> _Spec:
         return cls(
             campaign.id, campaign.code, campaign.name, campaign.brand_id, campaign.purpose,
             tuple(campaign.channels), campaign.priority, float(campaign.expected_value),
             campaign.default_language, campaign.starts_at, campaign.ends_at,
-            campaign.control_salt, float(campaign.control_share),
+            campaign.control_salt, float(campaign.control_share), "postal" in campaign.channels,
+            variants,
         )  # fmt: skip
 
 
@@ -392,6 +490,7 @@ class _Outcome:
     detail: str | None = None
     send_at: datetime | None = None
     address: str | None = None
+    variant: str | None = None  # a target's A/B variant
 
 
 def plan(
@@ -637,10 +736,9 @@ def _prepare(session: Session, campaign: Campaign, *, dry_run: bool) -> _Run:
     segment = session.get(Segment, campaign.segment_id)
     assert segment is not None
     languages: dict[str, list[str]] = defaultdict(list)
+    m = CampaignMessage
     for channel, language in session.execute(
-        select(CampaignMessage.channel, CampaignMessage.language).where(
-            CampaignMessage.campaign_id == campaign.id
-        )
+        select(m.channel, m.language).where(m.campaign_id == campaign.id).distinct()
     ):
         languages[channel].append(language)
     missing = [c for c in campaign.channels if not languages.get(c)]
@@ -648,6 +746,10 @@ def _prepare(session: Session, campaign: Campaign, *, dry_run: bool) -> _Run:
         raise CampaignError(
             f"campaign {campaign.code}: no message for {', '.join(missing)} (write one first)"
         )
+    try:
+        variants = check_variants(session, campaign=campaign)
+    except CampaignError as exc:
+        raise CampaignError(f"campaign {campaign.code}: {exc}") from None
     if not dry_run and session.scalar(
         select(func.count()).where(CampaignTarget.campaign_id == campaign.id)
     ):
@@ -655,7 +757,11 @@ def _prepare(session: Session, campaign: Campaign, *, dry_run: bool) -> _Run:
     compiled = segment_service.compile(session, segment.definition)
     members = set(session.scalars(compiled.query))
     return _Run(
-        campaign, _Spec.of(campaign), members, dict(languages), PlanReport(campaign.code, dry_run)
+        campaign,
+        _Spec.of(campaign, variants),
+        members,
+        {channel: sorted(found) for channel, found in languages.items()},
+        PlanReport(campaign.code, dry_run),
     )
 
 
@@ -1057,11 +1163,50 @@ def _eligible(
         return _Outcome(
             "control", channel, language, str(rules.Reason.GLOBAL_HOLDOUT), None, send_at
         )
-    if rules.in_control(person.id, spec.control_salt, spec.control_share):
+    variants = spec.variants
+    if spec.control_share <= 0 and len(variants) == 1:  # nothing to draw
+        return _Outcome("target", channel, language, None, None, send_at, address, variants[0][0])
+    unit = _unit(person, spec.household)
+    if rules.in_control(unit, spec.control_salt, spec.control_share):
         return _Outcome(
             "control", channel, language, str(rules.Reason.CONTROL_GROUP), None, send_at
         )
-    return _Outcome("target", channel, language, None, None, send_at, address)
+    variant = rules.pick_variant(unit, spec.control_salt, variants)
+    return _Outcome("target", channel, language, None, None, send_at, address, variant)
+
+
+def randomization_unit(
+    customer_id: int, email: str | None, address: str | None, *, household: bool
+) -> str:
+    """What a campaign's control group and A/B variants are drawn by, so that people who
+    share a letter box or an inbox land in the same arm: for a campaign that may write
+    letters (``household``: postal among its channels), the household (the postal address),
+    else the e-mail address, else the customer; for the others, the e-mail address, else the
+    customer (``reporting.holdouts.unit_of``; hashed, no personal data).
+
+    >>> randomization_unit(7, None, None, household=True)
+    'customer:7'
+    >>> randomization_unit(7, "ana@exemple.fr", "|||1 RUE|", household=False)[:6]
+    'email:'
+    """
+    return holdouts.unit_of(customer_id, email, address if household else None)
+
+
+def _unit(person: _Person, household: bool) -> str:
+    """:func:`randomization_unit` of a person, computed once per person and kind."""
+    if household and person.address:
+        found = person.household_unit
+        if found is None:
+            found = person.household_unit = randomization_unit(
+                person.id, person.email, person.address, household=True
+            )
+        return found
+    found = person.email_unit
+    if found is None:
+        found = person.email_unit = randomization_unit(
+            person.id, person.email, None, household=False
+        )
+    return found
 
 
 def _reachable(
@@ -1200,6 +1345,8 @@ def admit_many(
         else:
             pending.append(index)
     rows: dict[str, dict[str, Any]] = {}  # key -> outbox row (the first request of a key)
+    # (campaign, customer) -> campaign_target row: each customer's arm, for measurement
+    arms: dict[tuple[int, int], dict[str, Any]] = {}
     ids: dict[str, int] = {}
     if tasks:
         statuses = _statuses(session, sorted({requests[i].customer_id for i in tasks}))
@@ -1249,10 +1396,16 @@ def admit_many(
                 continue
             run = runs[(cast(Campaign, request.campaign).id, request.channel)]
             person = people.get(request.customer_id)
-            answer, row = _decide_one(run, person, request, now, policies, since)
+            answer, row, arm = _decide_one(run, person, request, now, policies, since)
             answers[index] = answer
             if row is not None:
                 rows[request.key] = row
+            if arm is not None:
+                arms.setdefault((arm["campaign_id"], arm["customer_id"]), arm)
+    if arms:
+        table = _table(CampaignTarget)
+        statement = Dialect.of(session).insert_ignoring(table, ("campaign_id", "customer_id"))
+        session.execute(statement, list(arms.values()))
     if rows:
         dialect = Dialect.of(session)
         session.execute(dialect.insert_ignoring(_table(Outbox), ("key",)), list(rows.values()))
@@ -1272,18 +1425,23 @@ def _decide_one(
     now: datetime,
     policies: Policies,
     since: datetime,
-) -> tuple[Admission, dict[str, Any] | None]:
-    """One request by the plan's rules: the answer, and the outbox row when it is sent (the
-    message then joins the person's history, for the pressure of the requests after it)."""
+) -> tuple[Admission, dict[str, Any] | None, dict[str, Any] | None]:
+    """One request by the plan's rules: the answer, the outbox row when it is sent (the
+    message then joins the person's history, for the pressure of the requests after it), and
+    the customer's arm for measurement (a ``campaign_target`` row: target when sent, control
+    with the time it would have gone, excluded when pressure refused it; None otherwise)."""
     if person is None:
-        return Admission("suppressed", str(rules.Reason.NOT_ACTIVE)), None
+        return Admission("suppressed", str(rules.Reason.NOT_ACTIVE)), None, None
     outcome = _eligible(run, person, now=now, policies=policies, since=since)
     if outcome.group != "target":
-        return Admission("suppressed", outcome.reason), None
+        arm = None
+        if outcome.group == "control":
+            arm = _arm_row(run, request, "control", outcome.reason, outcome.send_at or now, now)
+        return Admission("suppressed", outcome.reason), None, arm
     assert outcome.send_at is not None and outcome.language is not None
     if outcome.send_at > now:
         reason = str(rules.Reason.OUTSIDE_CONTACT_WINDOW)
-        return Admission("deferred", reason, outcome.send_at), None
+        return Admission("deferred", reason, outcome.send_at), None, None
     spec = run.spec
     pressure = policies.pressure
     if person.max_per_week is not None:
@@ -1294,12 +1452,26 @@ def _decide_one(
     if verdict is not None:
         later = next_fit(pressure, history, contact, latest=now + DEFER_HORIZON)
         if later is None:
-            return Admission("suppressed", str(verdict[0])), None
-        return Admission("deferred", str(verdict[0]), later), None
+            refused = _arm_row(run, request, "excluded", str(verdict[0]), now, now)
+            return Admission("suppressed", str(verdict[0])), None, refused
+        return Admission("deferred", str(verdict[0]), later), None, None
     if person.history is None:
         person.history = []
     person.history.append(contact)
-    return Admission("sent"), _outbox_row(request, outcome.language, outcome.address, now)
+    row = _outbox_row(request, outcome.language, outcome.address, now)
+    return Admission("sent"), row, _arm_row(run, request, "target", None, now, now)
+
+
+def _arm_row(
+    run: _Run, request: AdmitRequest, group: str, reason: str | None, at: datetime, now: datetime
+) -> dict[str, Any]:
+    """A triggered campaign's ``campaign_target`` row: the customer's first decision fixes
+    their arm (later ones are ignored), with the time of the (would-have-been) message."""
+    return {
+        "campaign_id": run.spec.id, "customer_id": request.customer_id, "group": group,
+        "channel": request.channel, "language": None, "reason": reason, "detail": None,
+        "send_at": at, "planned_at": now,
+    }  # fmt: skip
 
 
 def _outbox_ids(session: Session, keys: Sequence[str]) -> dict[str, int]:
@@ -1329,7 +1501,8 @@ def _message_languages(
     m = CampaignMessage
     query = select(m.campaign_id, m.channel, m.language).where(m.campaign_id.in_(campaign_ids))
     for campaign_id, channel, language in session.execute(query.order_by(m.id)):
-        out[(campaign_id, channel)].append(language)
+        if language not in out[(campaign_id, channel)]:
+            out[(campaign_id, channel)].append(language)
     return out
 
 
@@ -1400,6 +1573,7 @@ def _count(run: _Run, outcomes: Mapping[int, _Outcome]) -> None:
             run.reached[stage] += 1
         report.planned += 1
         report.channels[outcome.channel or "?"] += 1
+        report.variants[outcome.variant or rules.DEFAULT_VARIANT] += 1
 
 
 # Each chunk's outcomes go once through a temporary table, one row per campaign and
@@ -1417,6 +1591,7 @@ _STAGE: Final = Table(
     Column("send_at", UtcDateTime),
     Column("address", Text),
     Column("payload", Text),  # JSON text
+    Column("variant", String(8)),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="drop",
 )
@@ -1448,6 +1623,7 @@ def _stage_rows(
     rows: list[tuple[Any, ...]] = []
     for run in runs:
         campaign_id = run.spec.id
+        several = len(run.spec.variants) > 1  # the timeline names the variant then
         last_at: datetime | None = None
         iso = ""
         for customer_id, o in outcomes.get(campaign_id, {}).items():
@@ -1459,9 +1635,12 @@ def _stage_rows(
                 payload += f', "send_at": "{iso}"'
             if o.detail is not None:
                 payload += f', "detail": {json.dumps(o.detail)}'
+            variant = o.variant if o.group == "target" else None
+            if several and variant is not None:  # a variant's name needs no escaping
+                payload += f', "variant": "{variant}"'
             rows.append(
                 (campaign_id, customer_id, o.group, o.channel, o.language, o.reason, o.detail,
-                 o.send_at, o.address, payload + "}")
+                 o.send_at, o.address, payload + "}", variant)
             )  # fmt: skip
     return rows
 
@@ -1493,7 +1672,7 @@ def _insert_staged(conn: Connection, runs: Sequence[_Run], stage: Table, now: da
             TARGET_COLUMNS,
             select(
                 st.campaign_id, st.customer_id, st.group, st.channel, st.language, st.reason,
-                st.detail, st.send_at, stamp,
+                st.detail, st.send_at, stamp, st.variant,
             ),
         )
     )  # fmt: skip
@@ -1538,7 +1717,7 @@ def _table(model: Any) -> Table:
 
 TARGET_COLUMNS: Final = (
     "campaign_id", "customer_id", "group", "channel", "language", "reason", "detail", "send_at",
-    "planned_at",
+    "planned_at", "variant",
 )  # fmt: skip
 OUTBOX_COLUMNS: Final = (
     "key", "campaign_id", "customer_id", "brand_id", "channel", "purpose", "language",

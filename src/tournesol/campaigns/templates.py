@@ -726,21 +726,24 @@ def preview(
     customer_ids: Sequence[int] | None = None,
     limit: int = 3,
     links: Mapping[str, str] | None = None,
+    variant: str = "A",
 ) -> list[tuple[int, RenderedMessage]]:
-    """The campaign's message on ``channel`` in ``language`` rendered for real customers: the
-    given ids (those that exist), else the first ``limit`` members (by id) of the campaign's
-    segment. Links are ``links`` or "#". An SMS gets its STOP mention, as sent. Raises
-    ``CampaignError`` when the campaign has no such message, :class:`TemplateError` when it
-    does not render."""
+    """The campaign's message on ``channel`` in ``language`` (of an A/B ``variant``, A by
+    default) rendered for real customers: the given ids (those that exist), else the first
+    ``limit`` members (by id) of the campaign's segment. Links are ``links`` or "#". An SMS
+    gets its STOP mention, as sent. Raises ``CampaignError`` when the campaign has no such
+    message, :class:`TemplateError` when it does not render."""
     message = session.scalar(
         select(CampaignMessage).where(
             CampaignMessage.campaign_id == campaign.id,
             CampaignMessage.channel == channel,
             CampaignMessage.language == language,
+            CampaignMessage.variant == variant,
         )
     )
     if message is None:
-        raise CampaignError(f"the campaign has no {channel} message in {language!r}")
+        suffix = f" (variant {variant})" if variant != "A" else ""
+        raise CampaignError(f"the campaign has no {channel} message in {language!r}{suffix}")
     if customer_ids is None:
         segment = (
             session.get(Segment, campaign.segment_id) if campaign.segment_id is not None else None

@@ -1,5 +1,6 @@
 """Campaign pages for staff: the list, the editor (settings, channels in fallback order, costs,
-messages per channel and language checked as they are saved, a preview), the dry run (the
+messages per channel and language checked as they are saved, A/B variants of the messages
+with their shares, a preview), the dry run (the
 funnel of a plan, alone and against the other scheduled campaigns), planning, cancelling, and a
 campaign's page with its results (target against control, uplift, cost, ROI).
 
@@ -12,6 +13,7 @@ described. Every action writes an audit row. Times are typed and shown in Paris 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -59,6 +61,9 @@ PREVIEW_LIMIT: Final = 3
 # Paths of the fixed pages: no campaign may take one of these codes.
 RESERVED: Final = frozenset({"new", "editor"})
 _LANGUAGE: Final = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})?")
+# The names the editor gives the variants it adds, in order.
+VARIANT_NAMES: Final = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+DEFAULT_VARIANT: Final = rules.DEFAULT_VARIANT
 
 
 def _(text: str) -> str:
@@ -72,16 +77,31 @@ def _(text: str) -> str:
 @dataclass
 class EditorForm:
     """The editor's fields as typed (``values``), the channels in fallback order, the
-    languages of the messages, and the messages: (channel, language) -> subject, text, html."""
+    languages of the messages, the messages: (channel, language, variant) -> subject, text,
+    html, and the A/B variants (A first) with the share typed for each (percent, "" when
+    left empty: equal shares)."""
 
     values: dict[str, str]
     channels: list[str]
     languages: list[str]
-    messages: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    messages: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
+    variants: list[str] = field(default_factory=lambda: [DEFAULT_VARIANT])
+    shares: dict[str, str] = field(default_factory=dict)
 
-    def message(self, channel: str, language: str) -> dict[str, str]:
-        """The message typed for a channel and language (empty parts when none)."""
-        return self.messages.get((channel, language), {"subject": "", "text": "", "html": ""})
+    def message(
+        self, channel: str, language: str, variant: str = DEFAULT_VARIANT
+    ) -> dict[str, str]:
+        """The message typed for a channel, language and variant (empty parts when none)."""
+        return self.messages.get(
+            (channel, language, variant), {"subject": "", "text": "", "html": ""}
+        )
+
+    @staticmethod
+    def key(channel: str, language: str, variant: str = DEFAULT_VARIANT) -> str:
+        """The prefix of a message's field names: ``m.CHANNEL.LANGUAGE`` for variant A (as
+        before variants existed), ``m.CHANNEL.LANGUAGE.VARIANT`` for the others."""
+        base = f"m.{channel}.{language}"
+        return base if variant == DEFAULT_VARIANT else f"{base}.{variant}"
 
 
 def _blank_form() -> EditorForm:
@@ -128,7 +148,7 @@ def form_of(session: Session, campaign: Campaign) -> EditorForm:
         cost = (campaign.unit_costs or {}).get(channel)
         values[f"cost.{channel}"] = "" if cost is None else _decimal_text(cost)
     messages = {
-        (m.channel, m.language): {
+        (m.channel, m.language, m.variant): {
             "subject": m.subject or "",
             "text": m.body_text or "",
             "html": m.body_html or "",
@@ -136,10 +156,19 @@ def form_of(session: Session, campaign: Campaign) -> EditorForm:
         for m in _messages(session, campaign)
     }
     languages = [campaign.default_language]
-    for _channel, language in sorted(messages):
+    for _channel, language, _variant in sorted(messages):
         if language not in languages:
             languages.append(language)
-    return EditorForm(values, list(campaign.channels), languages, messages)
+    shares = campaign.variant_shares or {}
+    variants = sorted({DEFAULT_VARIANT} | {v for _, _, v in messages} | set(shares))
+    return EditorForm(
+        values,
+        list(campaign.channels),
+        languages,
+        messages,
+        variants,
+        {v: f"{float(share) * 100:g}" for v, share in shares.items()},
+    )
 
 
 def _messages(session: Session, campaign: Campaign) -> list[CampaignMessage]:
@@ -147,7 +176,7 @@ def _messages(session: Session, campaign: Campaign) -> list[CampaignMessage]:
         session.scalars(
             select(CampaignMessage)
             .where(CampaignMessage.campaign_id == campaign.id)
-            .order_by(CampaignMessage.channel, CampaignMessage.language)
+            .order_by(CampaignMessage.channel, CampaignMessage.language, CampaignMessage.variant)
         )
     )
 
@@ -178,15 +207,48 @@ def _read_form(form: FormData) -> EditorForm:
     for item in re.split(r"[,\s;]+", values.pop("languages").lower()):
         if item and item not in languages:
             languages.append(item)
-    messages: dict[tuple[str, str], dict[str, str]] = {}
+    variants = [DEFAULT_VARIANT]
+    for raw in form.getlist("variant"):
+        name = raw.strip().upper() if isinstance(raw, str) else ""
+        if rules.VARIANT_NAME.fullmatch(name) and name not in variants:
+            variants.append(name)
+    variants.sort()
+    shares = {v: text(f"share.{v}") for v in variants}
+    messages: dict[tuple[str, str, str], dict[str, str]] = {}
     for key, raw in form.multi_items():
         parts = key.split(".")
-        if len(parts) == 4 and parts[0] == "m" and isinstance(raw, str):
-            _m, channel, language, part = parts
-            if part in ("subject", "text", "html"):
-                messages.setdefault((channel, language), {"subject": "", "text": "", "html": ""})
-                messages[(channel, language)][part] = raw.replace("\r\n", "\n")
-    return EditorForm(values, channels, languages, messages)
+        if len(parts) not in (4, 5) or parts[0] != "m" or not isinstance(raw, str):
+            continue
+        channel, language, part = parts[1], parts[2], parts[-1]
+        variant = parts[3] if len(parts) == 5 else DEFAULT_VARIANT
+        if part in ("subject", "text", "html") and variant in variants:
+            found = messages.setdefault(
+                (channel, language, variant), {"subject": "", "text": "", "html": ""}
+            )
+            found[part] = raw.replace("\r\n", "\n")
+    return EditorForm(values, channels, languages, messages, variants, shares)
+
+
+def apply_action(form: EditorForm, action: str) -> bool:
+    """The editor's buttons that change the form rather than save it: refresh the message
+    fields, add a variant (the next letter, its messages empty), remove a variant (not A).
+    Returns whether the action was one of them (the page is then shown again, unsaved)."""
+    if action == "refresh":
+        return True
+    if action == "add_variant":
+        free = [name for name in VARIANT_NAMES if name not in form.variants]
+        if free:
+            form.variants.append(free[0])
+            form.shares.setdefault(free[0], "")
+        return True
+    if action.startswith("remove_variant:"):
+        name = action.removeprefix("remove_variant:")
+        if name != DEFAULT_VARIANT and name in form.variants:
+            form.variants.remove(name)
+            form.shares.pop(name, None)
+            form.messages = {k: v for k, v in form.messages.items() if k[2] != name}
+        return True
+    return False
 
 
 def _number(raw: str) -> Decimal | None:
@@ -226,6 +288,7 @@ class Settings:
     attribution_days: int
     default_language: str
     status: str
+    variant_shares: dict[str, float] = field(default_factory=dict)
 
 
 def check_form(form: EditorForm, *, new: bool) -> tuple[Settings | None, dict[str, str]]:
@@ -290,6 +353,7 @@ def check_form(form: EditorForm, *, new: bool) -> tuple[Settings | None, dict[st
             errors[key] = _("Language codes such as fr, en or fr-be.")
     if v["status"] not in EDITABLE:
         errors["status"] = _("Choose draft or scheduled.")
+    variant_shares = _check_shares(form, errors)
     if errors:
         return None, errors
     assert share is not None
@@ -311,7 +375,36 @@ def check_form(form: EditorForm, *, new: bool) -> tuple[Settings | None, dict[st
         attribution_days=int(days),
         default_language=languages[0],
         status=v["status"],
+        variant_shares=variant_shares,
     ), {}
+
+
+def _check_shares(form: EditorForm, errors: dict[str, str]) -> dict[str, float]:
+    """The variants' shares typed in percent, as fractions ({} for equal shares: one variant,
+    or no share typed); an error under ``variants`` when some are missing, out of range or
+    do not add up to 100."""
+    if len(form.variants) < 2:
+        return {}
+    typed = {v: form.shares.get(v, "") for v in form.variants}
+    if not any(typed.values()):
+        return {}
+    if not all(typed.values()):
+        errors["variants"] = _(
+            "Give every variant a share, or leave them all empty for equal shares."
+        )
+        return {}
+    shares: dict[str, Decimal] = {}
+    for name, raw in typed.items():
+        value = _number(raw)
+        if value is None or not 0 < value < 100:
+            errors[f"share.{name}"] = _("A percentage above 0 and below 100.")
+        else:
+            shares[name] = value
+    if len(shares) == len(typed) and abs(sum(shares.values(), Decimal(0)) - 100) > Decimal("0.01"):
+        errors["variants"] = _("The shares of the variants must add up to 100 %.")
+    if len(shares) != len(typed) or "variants" in errors:
+        return {}
+    return {name: float(value) / 100 for name, value in shares.items()}
 
 
 def _service_error(error: service.CampaignError) -> dict[str, str]:
@@ -321,7 +414,7 @@ def _service_error(error: service.CampaignError) -> dict[str, str]:
     fields = {
         "code": "code", "name": "name", "segment": "segment", "brand": "brand",
         "channels": "channels", "ends_at": "ends_at", "control_share": "control_percent",
-        "attribution_days": "attribution_days",
+        "attribution_days": "attribution_days", "variant_shares": "variants",
     }  # fmt: skip
     if head.strip() in fields and rest:
         return {fields[head.strip()]: rest.strip()}
@@ -370,6 +463,7 @@ def update_campaign(session: Session, campaign: Campaign, settings: Settings) ->
     campaign.fixed_cost = settings.fixed_cost
     campaign.unit_costs = dict(settings.unit_costs)
     campaign.control_share = settings.control_share
+    campaign.variant_shares = service.check_shares(settings.variant_shares, kind=campaign.kind)
     campaign.attribution_days = settings.attribution_days
     campaign.default_language = settings.default_language
     campaign.status = settings.status
@@ -398,33 +492,38 @@ def cancel_campaign(session: Session, campaign: Campaign, *, now: datetime) -> i
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _typed(form: EditorForm) -> list[tuple[str, str, str | None, str, str | None]]:
-    """The messages of the form that have any text: (channel, language, subject, text,
-    html), for the channels chosen and the languages listed (a subject and HTML for e-mail
-    only)."""
+def _typed(form: EditorForm) -> list[tuple[str, str, str, str | None, str, str | None]]:
+    """The messages of the form that have any text: (channel, language, variant, subject,
+    text, html), for the channels chosen, the languages listed and the variants (a subject
+    and HTML for e-mail only)."""
     out = []
     for channel in form.channels:
+        rich = channel in RICH
         for language in form.languages:
-            typed = form.message(channel, language)
-            subject = typed["subject"] if channel in RICH else ""
-            html = typed["html"] if channel in RICH else ""
-            if subject.strip() or typed["text"].strip() or html.strip():
-                rich = channel in RICH
-                out.append(
-                    (channel, language, subject if rich else None, typed["text"], html or None)
-                )
+            for variant in form.variants:
+                typed = form.message(channel, language, variant)
+                subject = typed["subject"] if rich else ""
+                html = typed["html"] if rich else ""
+                if subject.strip() or typed["text"].strip() or html.strip():
+                    out.append(
+                        (channel, language, variant, subject if rich else None, typed["text"],
+                         html or None)
+                    )  # fmt: skip
     return out
 
 
 def check_messages(form: EditorForm) -> tuple[dict[str, str], dict[str, int]]:
     """Check the form's messages with ``templates.check_message`` (a marketing e-mail must
-    carry an unsubscribe link); returns the errors by field (``m.CHANNEL.LANGUAGE.PART``,
-    English messages) and the line each one is on."""
+    carry an unsubscribe link), and that every variant has a message for each channel and
+    language another one has; returns the errors by field (``m.CHANNEL.LANGUAGE.PART``,
+    ``m.CHANNEL.LANGUAGE.VARIANT.PART`` for a variant other than A, ``variants``; English
+    messages) and the line each one is on."""
     from tournesol.campaigns.templates import TemplateError, check_message
 
     errors: dict[str, str] = {}
     lines: dict[str, int] = {}
-    for channel, language, subject, text, html in _typed(form):
+    typed = _typed(form)
+    for channel, language, variant, subject, text, html in typed:
         try:
             check_message(
                 subject=subject,
@@ -434,20 +533,38 @@ def check_messages(form: EditorForm) -> tuple[dict[str, str], dict[str, int]]:
                 marketing=form.values.get("purpose", "marketing") == "marketing",
             )
         except TemplateError as exc:
-            key = f"m.{channel}.{language}.{exc.part}"
+            key = f"{form.key(channel, language, variant)}.{exc.part}"
             errors[key] = exc.message
             if exc.line is not None:
                 lines[key] = exc.line
+    if len(form.variants) > 1:
+        have = {(channel, language, variant) for channel, language, variant, *_ in typed}
+        pairs = sorted({(channel, language) for channel, language, _ in have})
+        for channel, language in pairs:
+            for variant in form.variants:
+                if (channel, language, variant) not in have:
+                    errors[f"{form.key(channel, language, variant)}.text"] = _(
+                        "Write this message too: the other variants have one."
+                    )
+                    errors.setdefault(
+                        "variants",
+                        _(
+                            "Every variant needs a message on each channel and in each "
+                            "language the other variants have."
+                        ),
+                    )
     return errors, lines
 
 
 def save_messages(session: Session, campaign: Campaign, form: EditorForm) -> int:
-    """Write the form's messages (checked first with :func:`check_messages`): one per channel
-    and language that has any text; messages left empty, of a channel no longer used or of
-    a language no longer listed are removed. Returns the number of messages kept. Raises
-    service.CampaignError from ``service.set_message``. Never commits."""
-    kept: set[tuple[str, str]] = set()
-    for channel, language, subject, text, html in _typed(form):
+    """Write the form's messages (checked first with :func:`check_messages`): one per channel,
+    language and variant that has any text; messages left empty, of a channel no longer
+    used, of a language no longer listed or of a variant removed are removed; then the
+    variants are checked (``service.check_variants``). Returns the number of messages kept.
+    Raises service.CampaignError from ``service.set_message`` or ``check_variants``. Never
+    commits."""
+    kept: set[tuple[str, str, str]] = set()
+    for channel, language, variant, subject, text, html in _typed(form):
         service.set_message(
             session,
             campaign=campaign,
@@ -456,12 +573,14 @@ def save_messages(session: Session, campaign: Campaign, form: EditorForm) -> int
             subject=(subject or "").strip() or None,
             body_text=text,
             body_html=html,
+            variant=variant,
         )
-        kept.add((channel, language))
+        kept.add((channel, language, variant))
     for message in _messages(session, campaign):
-        if (message.channel, message.language) not in kept:
+        if (message.channel, message.language, message.variant) not in kept:
             session.delete(message)
     session.flush()
+    service.check_variants(session, campaign=campaign)
     return len(kept)
 
 
@@ -562,7 +681,7 @@ def _editor_context(
         "purposes": PURPOSES,
         "fields": FIELDS,
         "links": LINKS,
-        "saved_messages": {(m.channel, m.language) for m in _messages(session, campaign)}
+        "saved_messages": {(m.channel, m.language, m.variant) for m in _messages(session, campaign)}
         if campaign is not None
         else set(),
     }
@@ -588,7 +707,8 @@ async def messages_fragment(request: Request, session: SessionDep, who: Designer
 async def create_campaign(request: Request, session: SessionDep, who: Designer) -> Response:
     posted = await request.form()
     form = _read_form(posted)
-    if posted.get("action") == "refresh":  # the message fields, without JavaScript
+    # the message fields, a variant added or removed, without JavaScript
+    if apply_action(form, str(posted.get("action") or "")):
         return _editor_page(request, session, form, campaign=None)
     return _save(request, session, who, form, campaign=None)
 
@@ -625,6 +745,7 @@ def _save(
                     control_share=settings.control_share,
                     attribution_days=settings.attribution_days,
                     default_language=settings.default_language,
+                    variant_shares=settings.variant_shares,
                     created_by=who.name,
                 )
                 saved.status = settings.status
@@ -638,7 +759,12 @@ def _save(
                 session,
                 principal=who,
                 action="campaign.create" if campaign is None else "campaign.update",
-                details={"campaign": saved.code, "channels": saved.channels, "messages": kept},
+                details={
+                    "campaign": saved.code,
+                    "channels": saved.channels,
+                    "messages": kept,
+                    "variants": sorted(form.variants),
+                },
             )
             session.commit()
             return RedirectResponse(f"/campaigns/{saved.code}?notice=saved", status_code=303)
@@ -666,7 +792,7 @@ async def update_page(request: Request, session: SessionDep, who: Designer, code
     posted = await request.form()
     form = _read_form(posted)
     form.values["code"] = campaign.code
-    if posted.get("action") == "refresh":
+    if apply_action(form, str(posted.get("action") or "")):
         return _editor_page(request, session, form, campaign=campaign)
     return _save(request, session, who, form, campaign=campaign)
 
@@ -680,10 +806,11 @@ def preview_fragment(
     channel: str,
     language: str,
     reason: str = "",
+    variant: str = DEFAULT_VARIANT,
 ) -> Response:
-    """The saved message on a channel in a language, rendered for the first customers of
-    the segment (``customers:read``: audited), or with each field shown by name for roles
-    without personal data."""
+    """The saved message on a channel in a language (of a variant: A by default), rendered
+    for the first customers of the segment (``customers:read``: audited), or with each field
+    shown by name for roles without personal data."""
     from tournesol.campaigns.templates import (
         FIELDS,
         PREVIEW_LINKS,
@@ -699,6 +826,7 @@ def preview_fragment(
             CampaignMessage.campaign_id == campaign.id,
             CampaignMessage.channel == channel,
             CampaignMessage.language == language,
+            CampaignMessage.variant == variant,
         )
     )
     if message is None:
@@ -719,7 +847,12 @@ def preview_fragment(
             shown = [
                 (cid, r)
                 for cid, r in preview(
-                    session, campaign, channel=channel, language=language, limit=PREVIEW_LIMIT
+                    session,
+                    campaign,
+                    channel=channel,
+                    language=language,
+                    limit=PREVIEW_LIMIT,
+                    variant=variant,
                 )
             ]
         else:
@@ -740,6 +873,7 @@ def preview_fragment(
                 "campaign": campaign.code,
                 "channel": channel,
                 "language": language,
+                "variant": variant,
                 "count": len(shown),
             },
         )
@@ -925,6 +1059,38 @@ def attribute(request: Request, session: SessionDep, who: Designer, code: str) -
 # --- one campaign --------------------------------------------------------------------------
 
 
+def _planned_shares(
+    campaign: Campaign, messages: list[CampaignMessage]
+) -> tuple[tuple[str, float], ...]:
+    """The variants of the messages with their shares, when there are several (and they add
+    up: a plan refuses them otherwise, and says why)."""
+    names = sorted({m.variant for m in messages})
+    if len(names) < 2:
+        return ()
+    try:
+        return rules.variant_shares(names, campaign.variant_shares)
+    except ValueError:
+        return ()
+
+
+def variant_rows(
+    session: Session, campaign: Campaign, messages: list[CampaignMessage]
+) -> list[tuple[str, int]] | None:
+    """The planned targets by A/B variant (targets planned before variants existed count as
+    A), or None for a campaign with one variant."""
+    if len({m.variant for m in messages}) < 2:
+        return None
+    t = CampaignTarget
+    counts: Counter[str] = Counter()
+    for variant, n in session.execute(
+        select(t.variant, func.count())
+        .where(t.campaign_id == campaign.id, t.group == "target")
+        .group_by(t.variant)
+    ):
+        counts[variant or DEFAULT_VARIANT] += int(n)
+    return sorted(counts.items())
+
+
 @router.get("/campaigns/{code}")
 def campaign_page(request: Request, session: SessionDep, who: Viewer, code: str) -> Response:
     campaign = _campaign(session, code)
@@ -932,6 +1098,7 @@ def campaign_page(request: Request, session: SessionDep, who: Viewer, code: str)
         session.scalar(select(func.count()).where(CampaignTarget.campaign_id == campaign.id))
     )
     found = campaign_results.results(session, campaign, now=utcnow()) if planned else None
+    messages = _messages(session, campaign)
     brand = session.get(Brand, campaign.brand_id) if campaign.brand_id is not None else None
     segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
     can_design = who.can(auth_rules.CAMPAIGNS_DESIGN)
@@ -943,7 +1110,9 @@ def campaign_page(request: Request, session: SessionDep, who: Viewer, code: str)
             "campaign": campaign,
             "brand": brand,
             "segment": segment,
-            "messages": _messages(session, campaign),
+            "messages": messages,
+            "variants": variant_rows(session, campaign, messages) if planned else None,
+            "shares": _planned_shares(campaign, messages),
             "results": found,
             "others": _others(session, campaign) if can_design else [],
             "can_design": can_design,

@@ -38,10 +38,11 @@ CAMPAIGN_KEYS: Final = frozenset(
         "code", "name", "brand", "segment", "channels", "objective", "purpose", "priority",
         "expected_value", "fixed_cost", "unit_costs", "control_share", "attribution_days",
         "default_language", "starts_at", "ends_at", "status", "messages", "kind",
+        "variant_shares", "attribution_windows", "postal_delay_days", "margin_rate",
     }
 )  # fmt: skip
 MESSAGE_KEYS: Final = frozenset(
-    {"channel", "language", "subject", "text", "text_file", "html", "html_file"}
+    {"channel", "language", "subject", "text", "text_file", "html", "html_file", "variant"}
 )
 LIST_HINT: Final = "`tournesol campaigns list` shows the campaigns"
 
@@ -97,6 +98,25 @@ def _whole(value: Any, *, name: str) -> int:
         fail(f"{name}: a whole number")
 
 
+def _windows(value: Any, file: Path) -> dict[str, int]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        fail(f"{file}: attribution_windows: a mapping of days per channel, such as {{sms: 7}}")
+    return {
+        str(ch): _whole(days, name=f"{file}: attribution_windows.{ch}")
+        for ch, days in value.items()
+    }
+
+
+def _rate(value: Any, *, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        fail(f"{name}: a share such as 0.35 for 35 %")
+    return float(value)
+
+
 def _read_text(base: Path, value: Any, *, name: str) -> str:
     path = base / str(value)
     try:
@@ -108,9 +128,12 @@ def _read_text(base: Path, value: Any, *, name: str) -> str:
 def read_campaign_file(file: Path) -> dict[str, Any]:
     """The campaign described by a YAML file, checked: keys known, values of the right kind,
     every message's template checked (part and line on an error), ``html_file`` and
-    ``text_file`` read relative to the file. Fails with a message naming what is wrong."""
+    ``text_file`` read relative to the file, the A/B variants checked (each with a message for
+    every channel and language the others have, ``variant_shares`` above 0 and adding up to
+    1). Fails with a message naming what is wrong."""
     import yaml
 
+    from tournesol.campaigns import rules
     from tournesol.campaigns.templates import TemplateError, check_message
 
     try:
@@ -154,6 +177,13 @@ def read_campaign_file(file: Path) -> dict[str, Any]:
     share = data.get("control_share", 0.1)
     if isinstance(share, bool) or not isinstance(share, int | float):
         fail(f"{file}: control_share: a share between 0 and 0.5 (0.1 for 10 %)")
+    raw_shares = data.get("variant_shares") or {}
+    if not isinstance(raw_shares, dict):
+        fail(
+            f"{file}: variant_shares: a mapping such as {{A: 0.5, B: 0.5}}",
+            hint="leave it out for equal shares",
+        )
+    shares = {str(name).strip().upper(): value for name, value in raw_shares.items()}
     values: dict[str, Any] = {
         "code": str(data["code"]).strip(),
         "name": str(data["name"]),
@@ -177,6 +207,12 @@ def read_campaign_file(file: Path) -> dict[str, Any]:
             data.get("attribution_days", 30), name=f"{file}: attribution_days"
         ),
         "default_language": str(data.get("default_language", "fr")),
+        "variant_shares": shares,
+        "attribution_windows": _windows(data.get("attribution_windows"), file),
+        "postal_delay_days": _whole(
+            data.get("postal_delay_days", 3), name=f"{file}: postal_delay_days"
+        ),
+        "margin_rate": _rate(data.get("margin_rate"), name=f"{file}: margin_rate"),
     }
     messages = data.get("messages") or []
     if not isinstance(messages, list):
@@ -203,7 +239,12 @@ def read_campaign_file(file: Path) -> dict[str, Any]:
             "subject": None if raw.get("subject") is None else str(raw["subject"]),
             "body_text": "" if text is None else str(text),
             "body_html": None if not html else str(html),
+            "variant": str(raw.get("variant") or rules.DEFAULT_VARIANT).strip().upper(),
         }
+        try:
+            rules.check_variant_name(message["variant"])
+        except ValueError as exc:
+            fail(f"{where}: {exc}")
         try:
             check_message(
                 subject=message["subject"],
@@ -218,7 +259,34 @@ def read_campaign_file(file: Path) -> dict[str, Any]:
                 hint="see the personalization fields in docs/campaigns.md",
             )
         checked.append(message)
+    _check_variants(file, checked, shares, kind=kind)
     return {"values": values, "status": status, "messages": checked}
+
+
+def _check_variants(
+    file: Path, messages: Sequence[dict[str, Any]], shares: dict[str, Any], *, kind: str
+) -> None:
+    """The file's A/B variants: no message twice, each variant with a message for every
+    channel and language the others have, the shares right (rules.variants_of)."""
+    from tournesol.campaigns import rules
+
+    seen: set[tuple[str, str, str]] = set()
+    for i, m in enumerate(messages, start=1):
+        key = (m["channel"], m["language"], m["variant"])
+        if key in seen:
+            channel, language, variant = key
+            fail(
+                f"{file}: message {i}: a second {channel} message in {language!r} "
+                f"for variant {variant}",
+                hint="one message per channel, language and variant",
+            )
+        seen.add(key)
+    try:
+        variants = rules.variants_of(seen, shares)
+    except ValueError as exc:
+        fail(f"{file}: {exc}", hint="see A/B variants in docs/campaigns.md")
+    if kind == "triggered" and len(variants) > 1:
+        fail(f"{file}: a triggered campaign has one version of each message (no variant B...)")
 
 
 def save_campaign(session: Session, found: dict[str, Any], *, created_by: str) -> Campaign:
@@ -230,6 +298,7 @@ def save_campaign(session: Session, found: dict[str, Any], *, created_by: str) -
     campaign.status = found["status"]
     for message in found["messages"]:
         service.set_message(session, campaign=campaign, **message)
+    service.check_variants(session, campaign=campaign)
     return campaign
 
 
@@ -254,8 +323,10 @@ def create(
 ) -> None:
     """Create a campaign and its messages from a YAML file (code, name, brand, segment,
     channels, priority, expected_value, fixed_cost, unit_costs, control_share,
-    attribution_days, starts_at, ends_at, status, messages: channel, language, subject, text
-    or text_file, html or html_file). Every message is checked before anything is written."""
+    attribution_days, attribution_windows, postal_delay_days, margin_rate, starts_at, ends_at,
+    status, variant_shares, messages: channel, language,
+    variant, subject, text or text_file, html or html_file). Every message is checked before
+    anything is written."""
     from sqlalchemy import delete, func, select
 
     from tournesol.campaigns import service
@@ -367,10 +438,13 @@ def show(
             session.scalars(
                 select(CampaignMessage)
                 .where(CampaignMessage.campaign_id == c.id)
-                .order_by(CampaignMessage.channel, CampaignMessage.language)
+                .order_by(
+                    CampaignMessage.channel, CampaignMessage.language, CampaignMessage.variant
+                )
             )
         )
         found = results.results(session, c, now=at) if c.planned_at is not None else None
+    several = len({m.variant for m in messages}) > 1
     settings = Table(title=f"{c.name} ({c.code})", show_header=False)
     settings.add_column("setting")
     settings.add_column("value")
@@ -387,7 +461,20 @@ def show(
         ("fixed cost", f"{c.fixed_cost:,.2f}"),
         ("unit costs", ", ".join(f"{k} {v}" for k, v in sorted(c.unit_costs.items())) or "-"),
         ("control share", f"{c.control_share:.1%}"),
-        ("attribution window", f"{c.attribution_days} days"),
+        *(
+            [("variants", ", ".join(f"{v} {share:.1%}" for v, share in _shares(c, messages)))]
+            if several
+            else []
+        ),
+        (
+            "attribution window",
+            f"{c.attribution_days} days"
+            + "".join(
+                f", {ch} {d} days" for ch, d in sorted((c.attribution_windows or {}).items())
+            ),
+        ),
+        ("postal in-home delay", f"{c.postal_delay_days} days"),
+        ("margin rate", "-" if c.margin_rate is None else f"{c.margin_rate:.0%}"),
         ("default language", c.default_language),
         ("planned", _utc(c.planned_at) or "not yet"),
     ]
@@ -397,11 +484,24 @@ def show(
     for m in messages:
         subject = f": {m.subject}" if m.subject else ""
         html = ", with HTML" if m.body_html else ""
+        variant = f" variant {m.variant}" if several else ""
         console.print(
-            f"message {m.channel} {m.language}{subject} ({len(m.body_text)} characters{html})"
+            f"message {m.channel} {m.language}{variant}{subject} "
+            f"({len(m.body_text)} characters{html})"
         )
     if found is not None:
         print_results(found)
+
+
+def _shares(campaign: Campaign, messages: Sequence[Any]) -> tuple[tuple[str, float], ...]:
+    """The variants of the messages with their shares (as planned), or none when they do not
+    add up (the plan says why)."""
+    from tournesol.campaigns import rules
+
+    try:
+        return rules.variant_shares([m.variant for m in messages], campaign.variant_shares)
+    except ValueError:
+        return ()
 
 
 def _utc(value: datetime | None) -> str | None:
@@ -497,6 +597,9 @@ def print_plan(report: PlanReport) -> None:
     console.print(
         f"messages: {report.planned:,} ({channels or 'none'}); control group: {report.control:,}"
     )
+    if len(report.variants) > 1:
+        variants = ", ".join(f"{v} {n:,}" for v, n in sorted(report.variants.items()))
+        console.print(f"variants: {variants}")
     for item in exclusions_of(report.excluded):
         console.print(f"  excluded {item.count:,}: {item.reason} ({item.text})")
 
