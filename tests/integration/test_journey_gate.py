@@ -362,13 +362,55 @@ def test_a_purchase_from_the_brand_is_a_soft_opt_in_and_the_control_group_is_hel
     inside = None
     for i in range(40):
         who = person(session, f"Held{i}")
-        if rules.in_control(who, held.control_salt, 0.5):
+        # drawn by e-mail address (shared addresses land in the same arm)
+        unit = campaigns.randomization_unit(who, f"held{i}@exemple.fr", None, household=False)
+        if rules.in_control(unit, held.control_salt, 0.5):
             inside = who
             break
     assert inside is not None
     consent(session, inside)
     answer = admit(session, held, inside, key="held")
     assert (answer.outcome, answer.reason) == ("suppressed", "control_group")
+
+
+def test_the_gate_records_each_customers_arm_once_for_measurement(
+    session: Session, world: World
+) -> None:
+    """A triggered campaign (a journey's messages) is measured like a planned one: the first
+    decision for a customer writes their arm, with the time the message went or would have
+    gone; later decisions leave it alone."""
+    from tournesol.campaigns.models import CampaignTarget
+    from tournesol.reporting import measure
+
+    journey = triggered(session, "welcome_measured", ["email"], control_share=0.5)
+    decided: dict[int, str] = {}
+    for i in range(30):
+        who = person(session, f"Arm{i}")
+        consent(session, who)
+        answer = admit(session, journey, who, key=f"arm-{i}")
+        decided[who] = answer.outcome if answer.reason is None else answer.reason
+        # asked again later: the arm stays the first one
+        admit(session, journey, who, key=f"arm-{i}-again", now=NOW + 3 * DAY)
+    ct = CampaignTarget
+    stored = {
+        customer_id: (group, reason, send_at)
+        for customer_id, group, reason, send_at in session.execute(
+            select(ct.customer_id, ct.group, ct.reason, ct.send_at).where(
+                ct.campaign_id == journey.id
+            )
+        )
+    }
+    assert set(stored) == set(decided)
+    for who, outcome in decided.items():
+        group, reason, send_at = stored[who]
+        assert send_at == NOW
+        if outcome == "sent":
+            assert (group, reason) == ("target", None)
+        else:
+            assert (group, reason) == ("control", "control_group")
+    arms = measure.incremental(session, journey, now=NOW + 30 * DAY).arms
+    assert arms["treatment"].assigned + arms["control"].assigned == 30
+    assert 0 < arms["control"].assigned < 30
 
 
 def test_a_planned_campaign_is_refused(session: Session, world: World) -> None:

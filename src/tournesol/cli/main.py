@@ -17,6 +17,7 @@ from tournesol.cli import (
     identity,
     imports,
     journeys,
+    measure,
     quality,
     scoring,
     segments,
@@ -45,6 +46,7 @@ app.add_typer(scoring.scores_app, name="scores")
 app.add_typer(campaigns.app, name="campaigns")
 app.add_typer(journeys.app, name="journeys")
 app.add_typer(holdout.app, name="holdout")
+app.add_typer(measure.app, name="measure")
 app.command("worker")(journeys.worker)
 app.command("serve")(serve.serve)
 
