@@ -124,7 +124,7 @@ def test_build_a_segment_watch_the_count_save_it_and_find_it_in_the_list(
     page.get_by_label("E-mail").fill("segments@e2e.example")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(re.compile(r".*/customers$"))
+    page.wait_for_url(re.compile(r".*/dashboard$"))
 
     page.get_by_role("link", name="Segments", exact=True).click()
     page.wait_for_url(re.compile(r".*/segments$"))
@@ -240,7 +240,7 @@ def test_the_builder_is_usable_with_the_keyboard_and_in_french(
     page.get_by_label("E-mail").fill("segments@e2e.example")
     page.get_by_label("Mot de passe").fill(PASSWORD)
     page.get_by_role("button", name="Se connecter").click()
-    page.wait_for_url(re.compile(r".*/customers$"))
+    page.wait_for_url(re.compile(r".*/dashboard$"))
     # the user's language is English: French comes from the switch
     page.goto(live_server.url("/lang/fr"))
     page.goto(live_server.url("/segments/new"))

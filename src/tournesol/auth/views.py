@@ -86,7 +86,11 @@ def switch_language(request: Request, code: str, next: str | None = None) -> Res
 
 @router.get("/")
 async def home(request: Request, session: SessionDep) -> Response:
+    """Each role where it works: the measurement dashboard for those who read aggregates
+    (marketers, analysts, agencies, admins), the customer search for advisors."""
     principal = await require()(request, session)
+    if principal.can(rules.AGGREGATES_READ):
+        return RedirectResponse("/dashboard", status_code=303)
     if principal.can(rules.CUSTOMERS_READ):
         return RedirectResponse("/customers", status_code=303)
     if principal.can(rules.QUALITY_READ):

@@ -114,6 +114,9 @@ def _register_routers(app: FastAPI) -> None:
     from tournesol.triggers import views as journey_views
 
     app.include_router(journey_views.router)
+    from tournesol.reporting import views as report_views
+
+    app.include_router(report_views.router)
 
 
 def _handle_errors(app: FastAPI) -> None:
