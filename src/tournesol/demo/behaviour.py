@@ -32,6 +32,18 @@ attribution), and a satisfaction survey with no effect.
 
 Web events (last six months): each web order is preceded by a visit with product views and
 cart adds, and buyers also come browsing without buying.
+
+Campaign response (the planted effect, :func:`campaign_response`): for a customer assigned to a
+campaign whose attribution window is ``window_days`` long, the chance to buy within the window
+without the campaign comes from their own purchase rate, ``p_untreated = 1 - exp(-rate x
+window_days / 365)`` (0 once churned): many would have bought anyway. Being treated adds a
+planted absolute effect, ``p_treated = min(1, p_untreated + effect)``. A customer who already
+bought within the window (in the history) has both chances at 1: nothing to add. The purchase
+is one basket drawn as usual, on a day of the window, in a store or on the e-shop (by the
+web share); it is the same basket in both arms (drawn whatever the arm), so the true effects
+of an audience (:func:`true_effect`) are exactly: on conversion, the mean over its customers of
+``p_treated - p_untreated``; on revenue per customer, the mean of ``(p_treated - p_untreated)
+x basket``, the difference of their expected revenues.
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -523,3 +536,152 @@ def web_sessions(
                 )
     events.sort(key=lambda e: (e[1], e[0]))
     return events
+
+
+# --- the planted campaign effect ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Chances:
+    """A customer's chance to buy within a campaign's window, without it and with it."""
+
+    untreated: float
+    treated: float
+
+    @property
+    def effect(self) -> float:
+        return self.treated - self.untreated
+
+
+NO_CHANCE = Chances(0.0, 0.0)
+
+
+def campaign_chances(
+    traits: Traits | None,
+    *,
+    window_days: int,
+    effect: float,
+    first_day: date,
+    bought_already: bool = False,
+) -> Chances:
+    """The chances of one customer (see the module's docstring): from their purchase rate
+    (none once churned before ``first_day``), plus ``effect`` when treated, capped at 1; both 1
+    when they ``bought_already`` within the window; none without traits (not a buyer the model
+    knows: they never buy).
+
+    >>> t = Traits(2.0, 40.0, date(2024, 1, 1), {"store": date(2024, 1, 1)}, None, "store",
+    ...            0.0, 0.3, "M001", (1.0,) * len(CONSUMER_CATEGORIES))
+    >>> c = campaign_chances(t, window_days=30, effect=0.04, first_day=date(2026, 10, 1))
+    >>> round(c.untreated, 4), round(c.treated, 4)
+    (0.1516, 0.1916)
+    """
+    if not 0 <= effect <= 1:
+        raise ValueError(f"the effect is an absolute change of a chance, 0 to 1 (got {effect})")
+    if window_days < 2:
+        raise ValueError("the window lasts two days at least")
+    if bought_already:
+        return Chances(1.0, 1.0)
+    if traits is None or not traits.starts:
+        return NO_CHANCE
+    churned = traits.churn_date is not None and traits.churn_date <= first_day
+    rate = 0.0 if churned else traits.purchase_rate
+    untreated = 1 - math.exp(-rate * window_days / 365)
+    return Chances(untreated, min(1.0, untreated + effect))
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignResponse:
+    """What one customer does in a campaign's window: their chances, the basket they buy if
+    they buy (the same whatever their arm; None when they cannot), and whether they bought."""
+
+    chances: Chances
+    treated: bool
+    basket: Purchase | None
+    bought: bool
+
+    @property
+    def purchase(self) -> Purchase | None:
+        return self.basket if self.bought else None
+
+    @property
+    def basket_euros(self) -> float:
+        if self.basket is None:
+            return 0.0
+        return sum(line.amount_cents for line in self.basket.lines) / 100
+
+
+def campaign_response(
+    rng: random.Random,
+    traits: Traits | None,
+    *,
+    treated: bool,
+    window_days: int,
+    effect: float,
+    first_day: date,
+    shopper: Shopper,
+    person_id: str = "",
+    bought_already: bool = False,
+    campaign_code: str = "",
+) -> CampaignResponse:
+    """One customer's response to a campaign (see :func:`campaign_chances`). The window's
+    days are ``first_day + 1`` to ``first_day + window_days - 1`` (local dates: strictly inside
+    a window starting on ``first_day``). The draws do not depend on ``treated`` (a uniform for
+    the purchase, the channel, the day, the basket), so the same ``rng`` state gives the same
+    basket in both arms, and a treated customer buys whenever the untreated one would. A
+    purchase caused by the campaign (bought, and it would not have happened untreated) carries
+    ``campaign_code``."""
+    chances = campaign_chances(
+        traits,
+        window_days=window_days,
+        effect=effect,
+        first_day=first_day,
+        bought_already=bought_already,
+    )
+    if traits is None or chances == NO_CHANCE or bought_already:
+        return CampaignResponse(chances, treated, None, False)
+    u = rng.random()
+    web = rng.random() < traits.web_share if len(traits.starts) > 1 else "web" in traits.starts
+    channel = "web" if web else "store"
+    day = first_day + timedelta(days=rng.randint(1, window_days - 1))
+    chance = chances.treated if treated else chances.untreated
+    caused = treated and chances.untreated <= u < chances.treated
+    basket_euros = traits.avg_basket * (1.3 if channel == "web" else 1.0)
+    basket = purchase(
+        rng, shopper, person_id, channel, day, basket_euros, traits,
+        campaign_code if caused else "",
+    )  # fmt: skip
+    return CampaignResponse(chances, treated, basket, u < chance)
+
+
+@dataclass(frozen=True, slots=True)
+class TrueEffect:
+    """The true intention-to-treat effects of a campaign on an audience: ``conversion``, the
+    mean over its customers of ``p_treated - p_untreated`` (a share: 0.03 is 3 points);
+    ``revenue``, per customer, the mean of ``(p_treated - p_untreated) x basket`` (EUR);
+    ``untreated_conversion``: the mean chance to buy anyway."""
+
+    customers: int
+    conversion: float
+    revenue: float
+    untreated_conversion: float
+
+
+def true_effect(responses: Iterable[CampaignResponse]) -> TrueEffect:
+    """The true effects over these customers' responses (one per customer of the audience,
+    whatever their arm). Raises ValueError on an empty audience.
+
+    >>> none = CampaignResponse(Chances(0.2, 0.25), False, None, False)
+    >>> e = true_effect([none, CampaignResponse(Chances(1.0, 1.0), True, None, False)])
+    >>> e.customers, round(e.conversion, 3), e.revenue, e.untreated_conversion
+    (2, 0.025, 0.0, 0.6)
+    """
+    n = 0
+    conversion = revenue = untreated = 0.0
+    for r in responses:
+        n += 1
+        conversion += r.chances.effect
+        revenue += r.chances.effect * r.basket_euros
+        untreated += r.chances.untreated
+    if n == 0:
+        raise ValueError("no customer: the audience is empty")
+    return TrueEffect(n, conversion / n, revenue / n, untreated / n)

@@ -155,6 +155,9 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> int | None:
     from tournesol.demo.journeys import journeys
 
     journeys(factory, console)
+    from tournesol.demo.measure import measure
+
+    measure(factory, console, manifest=manifest)
 
     console.print(
         f"\n[bold green]Done in {time.perf_counter() - started:.0f} s.[/] "
