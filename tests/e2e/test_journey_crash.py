@@ -283,8 +283,11 @@ class Worker:
         if ended:
             assert self.process.returncode == 0, err
             return None
-        lines = [*self.lines, *out.splitlines()]
-        phases = [line.split()[1] for line in lines if line.startswith("phase")]
+        # a line the kill cut short (no newline yet) says nothing: only whole lines count
+        lines = [*self.lines, *out.splitlines(keepends=True)]
+        phases = [
+            line.split()[1] for line in lines if line.startswith("phase ") and line.endswith("\n")
+        ]
         # the last phase it reported is the last batch it finished: it was in the next
         return DOING[phases[-1]]
 
