@@ -183,6 +183,8 @@ def run_demo(*, out_dir: Path, persons: int, seed: int) -> int | None:
         ("tournesol campaigns show jardin-printemps", "a planned campaign and its funnel"),
         ("tournesol campaigns run", "send them (set TOURNESOL_SMTP_*: docs/campaigns.md)"),
         ("tournesol journeys list", "the demo's journeys: welcome, abandoned cart, birthday"),
+        ("tournesol measure refresh", "allocate purchases, measure the campaigns (run daily)"),
+        ("tournesol serve, then /reports", "scorecards, matchback, cube: what campaigns caused"),
         ("tournesol scores train", "the predictive models again, with calibration"),
         ("tournesol demo", "again: every file is recognised, nothing changes"),
     ]
