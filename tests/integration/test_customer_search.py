@@ -240,6 +240,24 @@ def test_a_postal_code_narrows_a_name_and_alone_lists_who_lives_there(
     assert len(search.search(session, q="75011", limit=2)) == 2
 
 
+def test_a_common_surname_in_a_postal_code_is_read_through_the_postal_code(
+    small: Small, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The capped key reads run first, filtered by the postal code; when the exact words'
+    read was capped (a surname too common for it), the customers of the postal code are read
+    instead, so a bearer the capped read left out is still found."""
+    # as if DUPONT had more bearers than the reads take, and Jean's key were not among them
+    monkeypatch.setattr(search, "EXACT_CANDIDATES", 1)
+    monkeypatch.setattr(search, "SOUND_CANDIDATES", 1)
+    monkeypatch.setattr(search, "PREFIX_CANDIDATES", 1)
+    hits = search.search(session, q="dupont 75011")
+    assert names(hits)[0] == ("Jean", "Dupont")
+    assert {h.postal_code for h in hits} == {"75011"}
+    assert names(search.search(session, name="dupont", postal_code="69001"))[0] == (
+        "Marie", "Dupont"
+    )  # fmt: skip
+
+
 def test_merged_customers_are_never_search_hits(small: Small, session: Session) -> None:
     hits = search.search(session, q="lefevre")
     assert [h.customer_id for h in hits] == [small.survivor]

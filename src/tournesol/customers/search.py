@@ -311,7 +311,13 @@ def _by_name(session: Session, words: list[str], postal: str | None, limit: int)
     instead.
 
     Every read is driven by an index: the planner is never asked to join the key table to
-    ``customer`` without one (it hash-joins over a scan of ``customer``)."""
+    ``customer`` without one (it hash-joins over a scan of ``customer``).
+
+    With a postal code, the capped key reads run first with the postal code as a filter
+    (a few index reads, whatever the size of the postal code); only when the exact words'
+    read was capped (a common surname, whose bearers in that postal code it may have missed)
+    or nothing there matches well enough does the statement that reads the postal code's
+    customers run."""
     usable = [w for w in words if len(w) > 1]
     plain = {f"N:{w[:110]}" for w in usable} | (
         {"N:" + " ".join(words)[:110]} if len(words) > 1 else set()
@@ -320,28 +326,34 @@ def _by_name(session: Session, words: list[str], postal: str | None, limit: int)
     ranges = [(low, low[:-1] + chr(ord(low[-1]) + 1)) for low in _prefixes(words)]
     params: dict[str, Any] = {f"low{i}": low for i, (low, _) in enumerate(ranges)}
     params |= {f"high{i}": high for i, (_, high) in enumerate(ranges)}
+    if not (plain or sounds or ranges):
+        return []
+    params |= {
+        "plain": sorted(plain),
+        "sounds": sorted(sounds),
+        "exact_cap": EXACT_CANDIDATES,
+        "sound_cap": SOUND_CANDIDATES,
+        "prefix_cap": PREFIX_CANDIDATES,
+    }
+    dialect = Dialect.of(session).name
     if postal:
-        if not (plain or sounds or ranges):
-            return []
-        params |= {"keys": sorted(plain | sounds), "postal": postal, "cap": POSTAL_CANDIDATES}
+        params["postal"] = postal
+        query = _name_statement(dialect, bool(plain), bool(sounds), len(ranges), postal=True)
+        rows = list(session.execute(query, params).all())
+        capped = bool(rows) and rows[0][-1] >= EXACT_CANDIDATES
+        found = [] if capped else _ranked(rows, tuple(words), "name+postal_code", limit)
+        if found:
+            return found
+        params |= {"keys": sorted(plain | sounds), "cap": POSTAL_CANDIDATES}
         query = _postal_name_statement(bool(plain or sounds), len(ranges))
         rows = list(session.execute(query, params).all())
-    else:
-        if not (plain or sounds or ranges):
-            return []
-        params |= {
-            "plain": sorted(plain),
-            "sounds": sorted(sounds),
-            "exact_cap": EXACT_CANDIDATES,
-            "sound_cap": SOUND_CANDIDATES,
-            "prefix_cap": PREFIX_CANDIDATES,
-        }
-        query = _name_statement(Dialect.of(session).name, bool(plain), bool(sounds), len(ranges))
-        rows = list(session.execute(query, params).all())
-        common = bool(rows) and rows[0][-1] >= EXACT_CANDIDATES
-        if common and len(usable) > 1:
-            rows.extend(_namesakes(session, usable, rows))
-    return _ranked(rows, tuple(words), "name+postal_code" if postal else "name", limit)
+        return _ranked(rows, tuple(words), "name+postal_code", limit)
+    query = _name_statement(dialect, bool(plain), bool(sounds), len(ranges))
+    rows = list(session.execute(query, params).all())
+    common = bool(rows) and rows[0][-1] >= EXACT_CANDIDATES
+    if common and len(usable) > 1:
+        rows.extend(_namesakes(session, usable, rows))
+    return _ranked(rows, tuple(words), "name", limit)
 
 
 def _ranges_matching(count: int) -> list[Any]:
@@ -350,12 +362,15 @@ def _ranges_matching(count: int) -> list[Any]:
 
 
 @lru_cache(maxsize=64)
-def _name_statement(dialect: str, plain: bool, sounds: bool, ranges: int) -> Select[Any]:
+def _name_statement(
+    dialect: str, plain: bool, sounds: bool, ranges: int, *, postal: bool = False
+) -> Select[Any]:
     """The candidates of a name in one statement: each read of the name keys capped on its
     own (a subquery: SQLite takes no LIMIT on the members of a UNION), then their active
     customers by primary key, each row ending with the number of ids the exact words read
     (all of them up to the cap: the surname may be too common for the read to hold its
-    bearers). Built once per shape; the keys, bounds and caps are parameters."""
+    bearers); with ``postal``, only the customers of the postal code ``:postal``. Built once
+    per shape; the keys, bounds and caps are parameters."""
     key = _NAME_KEY.c.key
     reads: list[tuple[Select[Any], bool]] = []
     if plain:
@@ -375,7 +390,9 @@ def _name_statement(dialect: str, plain: bool, sounds: bool, ranges: int) -> Sel
     read_exact = select(func.count()).where(candidates.c.exact == 1).scalar_subquery()
     c = _CUSTOMER.c
     return select(*_columns(), read_exact.label("exact")).where(
-        _among(dialect, c.id, select(candidates.c.customer_id)), c.status == "active"
+        _among(dialect, c.id, select(candidates.c.customer_id)),
+        c.status == "active",
+        *([c.postal_code == bindparam("postal")] if postal else []),
     )
 
 
