@@ -68,7 +68,6 @@ PRESSURE_REASONS: Final = (
     str(rules.Reason.PRESSURE_GAP),
     str(rules.Reason.LOST_ARBITRATION),
 )
-EXPOSED_CHANNELS: Final = ("email", "sms", "postal", "phone")
 # At most this many customers' values are read for a bootstrap (small samples only).
 BOOTSTRAP_MAX_CUSTOMERS: Final = 200_000
 _EPOCH_JULIAN: Final = 2440587.5
@@ -1050,12 +1049,8 @@ def _fresh(as_of: datetime, closes_at: datetime | None, now: datetime) -> bool:
     return now - as_of < STALE_AFTER or (closes_at is not None and as_of >= closes_at)
 
 
-def window_closes(session: Session, campaign: Campaign) -> datetime | None:
-    """When the last customer's window of ``campaign`` closes (None: nobody assigned)."""
-    return _closes(campaign, _span(session, campaign.id))
-
-
 def _closes(campaign: Campaign, span: Span) -> datetime | None:
+    """When the last customer's window of ``campaign`` closes (None: nobody assigned)."""
     if span.last is None:
         return None
     windows = windows_of(campaign)

@@ -31,7 +31,7 @@ from tournesol.customers.models import Brand, Customer
 from tournesol.db import Dialect
 from tournesol.interactions.models import Transaction
 from tournesol.reporting import measure, stats
-from tournesol.reporting.models import HoldoutAssignment, HoldoutGroup
+from tournesol.reporting.models import CampaignMeasure, HoldoutAssignment, HoldoutGroup
 from tournesol.reporting.tables import Chart, Column, Kind, Report, columns, interval
 from tournesol.segments.models import Segment
 
@@ -289,12 +289,13 @@ def campaigns_between(session: Session, since: datetime, until: datetime) -> lis
     ones and triggered ones, their span read from their stored measurement when there is one
     (no scan of their targets), else from their targets."""
     found = []
+    heads = {h.campaign_id: h for h in session.scalars(select(CampaignMeasure))}
     for campaign in session.scalars(
         select(Campaign)
         .where(or_(Campaign.planned_at.is_not(None), Campaign.kind == "triggered"))
         .order_by(Campaign.code)
     ):
-        head = measure.head(session, campaign.id)
+        head = heads.get(campaign.id)
         if head is not None and head.first_at is not None and head.closes_at is not None:
             windows = measure.windows_of(campaign)
             first = head.first_at
