@@ -110,6 +110,7 @@ def _blank_form() -> EditorForm:
         "purpose": "marketing", "starts_at": "", "ends_at": "", "priority": "50",
         "expected_value": "0", "fixed_cost": "0", "control_percent": "10",
         "attribution_days": "30", "default_language": "fr", "status": "draft",
+        "postal_delay_days": "3", "margin_percent": "",
     }  # fmt: skip
     return EditorForm(values, ["email"], ["fr"])
 
@@ -141,12 +142,16 @@ def form_of(session: Session, campaign: Campaign) -> EditorForm:
         "fixed_cost": _decimal_text(campaign.fixed_cost),
         "control_percent": f"{campaign.control_share * 100:g}",
         "attribution_days": str(campaign.attribution_days),
+        "postal_delay_days": str(campaign.postal_delay_days),
+        "margin_percent": "" if campaign.margin_rate is None else f"{campaign.margin_rate * 100:g}",
         "default_language": campaign.default_language,
         "status": campaign.status,
     }
     for channel in CHANNELS:
         cost = (campaign.unit_costs or {}).get(channel)
         values[f"cost.{channel}"] = "" if cost is None else _decimal_text(cost)
+        days = (campaign.attribution_windows or {}).get(channel)
+        values[f"window.{channel}"] = "" if days is None else str(days)
     messages = {
         (m.channel, m.language, m.variant): {
             "subject": m.subject or "",
@@ -191,12 +196,13 @@ def _read_form(form: FormData) -> EditorForm:
     names = (
         "code", "name", "brand", "objective", "segment", "purpose", "starts_at", "ends_at",
         "priority", "expected_value", "fixed_cost", "control_percent", "attribution_days",
-        "default_language", "status", "languages",
+        "default_language", "status", "languages", "postal_delay_days", "margin_percent",
     )  # fmt: skip
     values = {name: text(name) for name in names}
     values["code"] = values["code"].lower()
     for channel in CHANNELS:
         values[f"cost.{channel}"] = text(f"cost.{channel}")
+        values[f"window.{channel}"] = text(f"window.{channel}")
     channels: list[str] = []
     for rank in range(1, len(CHANNELS) + 1):
         chosen = text(f"channel_{rank}").lower()
@@ -289,6 +295,10 @@ class Settings:
     default_language: str
     status: str
     variant_shares: dict[str, float] = field(default_factory=dict)
+    # measurement (docs/measurement.md): windows per channel, letters' delivery, margin
+    attribution_windows: dict[str, int] = field(default_factory=dict)
+    postal_delay_days: int = 3
+    margin_rate: float | None = None
 
 
 def check_form(form: EditorForm, *, new: bool) -> tuple[Settings | None, dict[str, str]]:
@@ -346,6 +356,21 @@ def check_form(form: EditorForm, *, new: bool) -> tuple[Settings | None, dict[st
     days = v["attribution_days"] or "30"
     if not days.isdigit() or not 1 <= int(days) <= 365:
         errors["attribution_days"] = _("A number of days from 1 to 365.")
+    windows: dict[str, int] = {}
+    for channel in CHANNELS:
+        raw = v.get(f"window.{channel}", "")
+        if not raw:
+            continue
+        if not raw.isdigit() or not 1 <= int(raw) <= 365:
+            errors[f"window.{channel}"] = _("A number of days from 1 to 365.")
+        elif channel in form.channels:
+            windows[channel] = int(raw)
+    delay = v.get("postal_delay_days", "") or "3"
+    if not delay.isdigit() or not 0 <= int(delay) <= 30:
+        errors["postal_delay_days"] = _("A number of days from 0 to 30.")
+    margin = _number(v.get("margin_percent", "")) if v.get("margin_percent") else None
+    if v.get("margin_percent") and (margin is None or not 0 < margin <= 100):
+        errors["margin_percent"] = _("A percentage above 0, at most 100.")
     languages = form.languages
     for language in languages:
         if not _LANGUAGE.fullmatch(language):
@@ -376,6 +401,9 @@ def check_form(form: EditorForm, *, new: bool) -> tuple[Settings | None, dict[st
         default_language=languages[0],
         status=v["status"],
         variant_shares=variant_shares,
+        attribution_windows=windows,
+        postal_delay_days=int(delay),
+        margin_rate=None if margin is None else float(margin) / 100,
     ), {}
 
 
@@ -415,6 +443,8 @@ def _service_error(error: service.CampaignError) -> dict[str, str]:
         "code": "code", "name": "name", "segment": "segment", "brand": "brand",
         "channels": "channels", "ends_at": "ends_at", "control_share": "control_percent",
         "attribution_days": "attribution_days", "variant_shares": "variants",
+        "postal_delay_days": "postal_delay_days", "margin_rate": "margin_percent",
+        "attribution_windows": "general",
     }  # fmt: skip
     if head.strip() in fields and rest:
         return {fields[head.strip()]: rest.strip()}
@@ -465,6 +495,9 @@ def update_campaign(session: Session, campaign: Campaign, settings: Settings) ->
     campaign.control_share = settings.control_share
     campaign.variant_shares = service.check_shares(settings.variant_shares, kind=campaign.kind)
     campaign.attribution_days = settings.attribution_days
+    campaign.attribution_windows = service.check_windows(settings.attribution_windows)
+    campaign.postal_delay_days = settings.postal_delay_days
+    campaign.margin_rate = settings.margin_rate
     campaign.default_language = settings.default_language
     campaign.status = settings.status
     campaign.updated_at = utcnow()
@@ -744,6 +777,9 @@ def _save(
                     unit_costs=settings.unit_costs,
                     control_share=settings.control_share,
                     attribution_days=settings.attribution_days,
+                    attribution_windows=settings.attribution_windows,
+                    postal_delay_days=settings.postal_delay_days,
+                    margin_rate=settings.margin_rate,
                     default_language=settings.default_language,
                     variant_shares=settings.variant_shares,
                     created_by=who.name,

@@ -183,6 +183,41 @@ def test_errors_show_next_to_their_field_with_the_template_line(
     assert count(factory, Campaign) == 0
 
 
+def test_the_editor_keeps_the_measurement_settings(
+    app: FastAPI, factory: sessionmaker[Session], base: Base
+) -> None:
+    client = signed_in(app, factory, "marketer")
+    page = client.get("/campaigns/new").text
+    assert 'name="window.email"' in page and 'name="postal_delay_days"' in page
+    assert 'name="margin_percent"' in page
+    data = form(**{"window.postal": "45", "postal_delay_days": "4", "margin_percent": "35"})
+    created = client.post("/campaigns/new", data=data, follow_redirects=False)
+    assert created.status_code == 303, created.text[:2000]
+    c = saved_campaign(factory, "spring")
+    assert (c.attribution_windows, c.postal_delay_days, c.margin_rate) == ({"postal": 45}, 4, 0.35)
+    edit = client.get("/campaigns/spring/edit").text
+    assert 'name="window.postal" type="number" min="1" max="365" step="1" value="45"' in edit
+    # emptied: the campaign's window for every channel, no margin
+    changed = client.post(
+        "/campaigns/spring/edit",
+        data=form(**{"window.postal": "", "postal_delay_days": "2", "margin_percent": ""}),
+        follow_redirects=False,
+    )
+    assert changed.status_code == 303, changed.text[:2000]
+    c = saved_campaign(factory, "spring")
+    assert (c.attribution_windows, c.postal_delay_days, c.margin_rate) == ({}, 2, None)
+    bad = client.post(
+        "/campaigns/spring/edit",
+        data=form(**{"window.email": "0", "postal_delay_days": "31", "margin_percent": "150"}),
+    )
+    assert bad.status_code == 400
+    for message in (
+        "A number of days from 1 to 365.", "A number of days from 0 to 30.",
+        "A percentage above 0, at most 100.",
+    ):  # fmt: skip
+        assert message in bad.text
+
+
 def test_the_message_fields_follow_the_channels_and_languages(
     app: FastAPI, factory: sessionmaker[Session], base: Base
 ) -> None:
