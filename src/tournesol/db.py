@@ -166,6 +166,14 @@ class Dialect:
             return func.strftime("%Y-%m-%d %H:%M:%S", text_value)
         return cast(text_value, DateTime(timezone=True))
 
+    def day_number(self, column: Any) -> Any:
+        """A date-time column as a (fractional) number of days, to compare or order date-times
+        shifted by whole days: days since 1970 on PostgreSQL, the Julian day on SQLite (which
+        stores date-times as text)."""
+        if self.name == "postgresql":
+            return func.extract("epoch", column) / 86400.0
+        return func.julianday(column)
+
     def one_of(self, column: Any, values: Sequence[Any]) -> Any:
         """``column IN values``: one array parameter on PostgreSQL (a long IN list costs it
         dearly), bound parameters on SQLite (callers keep ``values`` under max_params)."""

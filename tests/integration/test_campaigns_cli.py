@@ -297,14 +297,15 @@ def test_attribute_and_report(any_cli: Cli) -> None:
             session.add(
                 Transaction(
                     source_id=source.id, external_id=f"t{n}", customer_id=customer_id,
-                    occurred_at=NOW + timedelta(days=3), kind="ticket", channel="store",
+                    # after the letters' in-home date (printed, then 3 days of delivery)
+                    occurred_at=NOW + timedelta(days=5), kind="ticket", channel="store",
                     total_amount=Decimal("25.00"),
                 )
             )  # fmt: skip
         target = sum(1 for g in groups.values() if g == "target")
         control = sum(1 for g in groups.values() if g == "control")
     assert target and control  # the control draw is stable: a half of six customers
-    later = (NOW + timedelta(days=5)).isoformat()
+    later = (NOW + timedelta(days=7)).isoformat()
     code, out = cli("attribute", "--now", later)
     assert code == 0 and f"{target} purchases attributed" in out
     assert "0 purchases attributed" in cli("attribute", "--now", later, "--campaign", "spring")[1]

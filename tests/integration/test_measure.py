@@ -342,3 +342,38 @@ def test_the_service_checks_the_measurement_settings(session: Session) -> None:
                 kind="triggered",
                 **bad,
             )  # type: ignore[arg-type]
+
+
+def test_last_touch_allocation_counts_from_the_exposure_and_the_channels_window(
+    session: Session, source: int
+) -> None:
+    """A letter printed on day 0 reaches the letterbox on day 3 (postal delay): an e-mail of
+    day 2 is the last touch of a purchase on day 2.5, the letter of a purchase on day 4; an
+    SMS window of 7 days leaves a purchase on day 9 unallocated to it."""
+    from sqlalchemy import select
+
+    from tournesol.campaigns.models import CampaignAttribution
+    from tournesol.campaigns.results import attribute
+
+    p = people(session, 2)
+    letter = campaign(session, "letter-touch", channels=["postal"], postal_delay_days=3)
+    mail = campaign(session, "mail-touch")
+    texts = campaign(session, "sms-touch", channels=["sms"], attribution_windows={"sms": 7})
+    sent(session, letter, p[0], channel="postal", at=T0)
+    sent(session, mail, p[0], at=T0 + timedelta(days=2))
+    sent(session, texts, p[1], channel="sms", at=T0, state="delivered", delivered_at=T0)
+    buy(session, source, p[0], T0 + timedelta(days=2, hours=12), "10.00")
+    buy(session, source, p[0], T0 + timedelta(days=4), "20.00")
+    buy(session, source, p[1], T0 + timedelta(days=6), "30.00")
+    buy(session, source, p[1], T0 + timedelta(days=9), "40.00")
+
+    attribute(session, now=NOW)
+
+    a = CampaignAttribution
+    allocated = {
+        (code, float(amount))
+        for code, amount in session.execute(
+            select(Campaign.code, a.amount).join(Campaign, Campaign.id == a.campaign_id)
+        )
+    }
+    assert allocated == {("mail-touch", 10.0), ("letter-touch", 20.0), ("sms-touch", 30.0)}

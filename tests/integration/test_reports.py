@@ -72,9 +72,9 @@ def test_scorecard_keeps_the_three_kinds_of_results_apart(
     assert head["Control purchase rate"] == pytest.approx(0.20)
     assert head["Uplift (points)"] == pytest.approx(0.14)
     assert head["Incremental revenue"] == pytest.approx((0.34 - 0.20) * 40 * 100)
-    # allocated: each purchase to its last touch, here the e-mail sent at the same time
-    # (ties go to the higher outbox id), so the letter gets none
-    assert head["Allocated revenue (last touch)"] == Decimal("0.00")
+    # allocated: each purchase to its last touch: the letter, in the letterbox on day 3,
+    # after the e-mail of day 0
+    assert head["Allocated revenue (last touch)"] == Decimal("1360.00")
     assert head["Cost"] == Decimal("130.00")
     stages = {r["stage"]: r["count"] for r in report.rows}
     assert stages["Treatment arm"] == 100 and stages["Messages sent"] == 100

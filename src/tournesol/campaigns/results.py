@@ -93,10 +93,12 @@ def attribute(session: Session, *, now: datetime, campaign_ids: Sequence[int] | 
     number of purchases newly attributed.
 
     A purchase (any transaction but a return, made at or before ``now``) goes to the campaign
-    whose message reached the customer last before it (outbox state ``sent`` or ``delivered``,
-    at ``sent_at``, strictly before the purchase) among those whose attribution window
-    (``campaign.attribution_days`` after ``sent_at``, inclusive) covers it and whose brand
-    matches (see the module's docstring): last touch, clicked or not; ``clicked`` records
+    whose message reached the customer last before it (outbox state ``sent`` or ``delivered``;
+    its exposure is ``sent_at``, plus the campaign's ``postal_delay_days`` for a letter: its
+    in-home date; strictly before the purchase) among those whose attribution window (the
+    channel's days in ``campaign.attribution_windows``, else ``attribution_days``, after the
+    exposure, inclusive) covers it and whose brand matches (see the module's docstring): last
+    touch, clicked or not; ``clicked`` records
     whether a person clicked the message before the purchase (``human_clicked_at``: a link
     scanner's click does not count). One ``INSERT ... SELECT`` ranks the candidate messages
     of each purchase in SQL, so a million messages never come into memory.
@@ -117,14 +119,27 @@ def attribute(session: Session, *, now: datetime, campaign_ids: Sequence[int] | 
         ),
         else_=literal(False),
     )
-    rank = func.row_number().over(partition_by=t.id, order_by=(o.sent_at.desc(), o.id.desc()))
+    delay = case((o.channel == "postal", c.postal_delay_days), else_=literal(0))
+    days = case(
+        *(
+            (
+                o.channel == ch,
+                func.coalesce(c.attribution_windows[ch].as_integer(), c.attribution_days),
+            )
+            for ch in rules.CONTACT_CHANNELS
+        ),
+        else_=c.attribution_days,
+    )
+    exposed = dialect.day_number(o.sent_at) + delay
+    rank = func.row_number().over(partition_by=t.id, order_by=(exposed.desc(), o.id.desc()))
     conditions: list[ColumnElement[bool]] = [
         o.state.in_(REACHED_STATES),
         o.sent_at.is_not(None),
         *_is_purchase(c.brand_id),
         t.occurred_at > o.sent_at,
+        ~_days_after(dialect, t.occurred_at, o.sent_at, delay),
         t.occurred_at <= now,
-        _days_after(dialect, t.occurred_at, o.sent_at, c.attribution_days),
+        _days_after(dialect, t.occurred_at, o.sent_at, delay + days),
         ~exists().where(a.transaction_id == t.id),
     ]
     if campaign_ids is not None:

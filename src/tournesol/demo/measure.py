@@ -538,6 +538,7 @@ def measure(
     second demo run changes nothing)."""
     from tournesol.campaigns import service
     from tournesol.campaigns.dispatch import dispatch
+    from tournesol.campaigns.results import attribute
     from tournesol.cli.common import settings
     from tournesol.ingest.importer import import_file
     from tournesol.ingest.schemas import load_mapping
@@ -591,7 +592,11 @@ def measure(
             import_file(factory, path, load_mapping(manifest.file(source).mapping))
         truth_path, truth = write_truth(out_dir / "truth", campaign, simulated, effect=effect)
     with unit_of_work(factory) as session:
+        # what `tournesol measure refresh` does each day: the purchases' last touch, then
+        # the campaign's stored figures (the report pages read them)
+        attribute(session, now=now)
         campaign = session.get_one(Campaign, campaign_id)
+        reporting.refresh(session, campaign, now=now)
         incremental = reporting.incremental(session, campaign, now=now)
         attributed = reporting.attributed(session, campaign, now=now)
     measured = Measured(

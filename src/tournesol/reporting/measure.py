@@ -116,11 +116,8 @@ def windows_of(campaign: Campaign) -> Windows:
 
 
 def _day(dialect: Dialect, column: Any) -> ColumnElement[Any]:
-    """A date-time column as a number of days (fractional), comparable with :func:`_day_of`:
-    days since 1970 on PostgreSQL, the Julian day on SQLite (which stores text)."""
-    if dialect.name == "postgresql":
-        return func.extract("epoch", column) / 86400.0
-    return func.julianday(column)
+    """A date-time column as a number of days, comparable with :func:`_day_of`."""
+    return cast(ColumnElement[Any], dialect.day_number(column))
 
 
 def _day_of(dialect: Dialect, moment: datetime) -> float:
