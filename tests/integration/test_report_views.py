@@ -370,6 +370,9 @@ def test_the_pages_are_in_french_with_french_numbers(
     assert "Taux d'achat du groupe traité" in html.unescape(page)
     assert "33,3\u00a0%" in html.unescape(page) and "+13,3\u00a0pts" in html.unescape(page)
     assert "20,00\u00a0€" in html.unescape(page)
+    # a note with figures: its French template, filled in
+    assert "acheteurs ont suivi un message" in html.unescape(page)
+    assert "buyers followed a message" not in page
     [chart] = charts(page)
     assert chart["labels"][0] == "Audience (segment au moment du plan)"
     hub = client.get("/reports").text
@@ -381,6 +384,8 @@ def test_the_pages_are_in_french_with_french_numbers(
 def every_text(report: Report) -> set[str]:
     found = {c.label for c in report.columns} | {c.help for c in report.columns if c.help}
     found |= {chart.title for chart in report.charts} | {label for label, _v, _k in report.headline}
+    # notes: a note with figures by its template, a plain one by its text
+    found |= {getattr(n, "msgid", n) for n in report.notes}
     return found
 
 

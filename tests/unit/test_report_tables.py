@@ -61,3 +61,17 @@ def test_any_text_survives_the_csv_round_trip(text: str) -> None:
         assert cell == "'" + text
     else:
         assert cell == text
+
+
+def test_a_note_keeps_its_template_and_reads_as_its_english_text() -> None:
+    from tournesol.reporting.tables import Note, note
+
+    n = note("%(n)s buyers in %(days)s days", n=12, days=30)
+    assert isinstance(n, Note) and isinstance(n, str)
+    assert n == "12 buyers in 30 days" and n.startswith("12")
+    assert (n.msgid, n.params) == ("%(n)s buyers in %(days)s days", {"n": "12", "days": "30"})
+    exported = json.loads(report([]).to_json())
+    assert exported["notes"] == []
+    r = report([])
+    r.notes.append(n)
+    assert json.loads(r.to_json())["notes"] == ["12 buyers in 30 days"]

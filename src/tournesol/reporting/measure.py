@@ -59,6 +59,7 @@ from tournesol.campaigns.models import Campaign, CampaignAttribution, CampaignTa
 from tournesol.db import Dialect
 from tournesol.interactions.models import Transaction
 from tournesol.reporting import stats
+from tournesol.reporting.tables import note
 
 ARMS: Final = ("treatment", "control", "holdout")
 # Exclusions decided after the control group was drawn: their customers stay in the treatment
@@ -415,7 +416,7 @@ def compare(
     try:
         conversion = stats.conversion_difference(treatment, control, level)
     except stats.NotEnoughData as exc:
-        notes.append(f"conversion: {exc}")
+        notes.append(note("conversion: not enough data (%(why)s)", why=exc))
     try:
         if stats.needs_bootstrap(treatment, control) and values is not None:
             revenue = stats.bootstrap_difference(values[0], values[1], level)
@@ -424,7 +425,7 @@ def compare(
             if stats.needs_bootstrap(treatment, control):
                 notes.append("revenue: few buyers, the Welch interval is approximate")
     except stats.NotEnoughData as exc:
-        notes.append(f"revenue: {exc}")
+        notes.append(note("revenue: not enough data (%(why)s)", why=exc))
     if treatment.has_pre_period and control.has_pre_period:
         try:
             cuped = stats.cuped_difference(treatment, control, level)
@@ -440,8 +441,11 @@ def compare(
             )
         if power is not None and power.underpowered:
             notes.append(
-                "underpowered: the smallest effect this test could detect is "
-                f"{power.mde * 100:.2f} points; the interval is too wide to conclude"
+                note(
+                    "underpowered: the smallest effect this test could detect is %(mde)s "
+                    "points; the interval is too wide to conclude",
+                    mde=f"{power.mde * 100:.2f}",
+                )
             )
     best = _narrower(cuped, revenue)
     return Comparison(
@@ -520,7 +524,9 @@ def incremental(
             variants[name] = _add(variants.get(name), totals)
     notes: list[str] = []
     if measured.stored:
-        notes.append(f"figures as computed on {measured.as_of:%Y-%m-%d %H:%M} UTC")
+        notes.append(
+            note("figures as computed on %(at)s UTC", at=f"{measured.as_of:%Y-%m-%d %H:%M}")
+        )
     spent = measured.cost if cost is None else cost
     treatment, control = arms.get("treatment"), arms.get("control")
     main: Comparison | None = None
@@ -549,9 +555,12 @@ def incremental(
             )
             if srm.mismatch:
                 notes.append(
-                    "sample ratio mismatch: the arms' sizes differ from the planned split "
-                    f"(p = {srm.p_value:.2g}); the assignment may be broken, do not trust "
-                    "the comparison before finding why"
+                    note(
+                        "sample ratio mismatch: the arms' sizes differ from the planned split "
+                        "(p = %(p)s); the assignment may be broken, do not trust the "
+                        "comparison before finding why",
+                        p=f"{srm.p_value:.2g}",
+                    )
                 )
     compared: list[Comparison] = []
     adjustment: stats.MultipleComparison | None = None
@@ -572,7 +581,10 @@ def incremental(
     ends = measured.closes_at
     if ends is not None and now < ends:
         notes.append(
-            f"the attribution window is still open until {ends:%Y-%m-%d}: figures will grow"
+            note(
+                "the attribution window is still open until %(day)s: figures will grow",
+                day=f"{ends:%Y-%m-%d}",
+            )
         )
     return Incremental(
         campaign=campaign,

@@ -32,7 +32,7 @@ from tournesol.db import Dialect
 from tournesol.interactions.models import Transaction
 from tournesol.reporting import measure, stats
 from tournesol.reporting.models import CampaignMeasure, HoldoutAssignment, HoldoutGroup
-from tournesol.reporting.tables import Chart, Column, Kind, Report, columns, interval
+from tournesol.reporting.tables import Chart, Column, Kind, Report, columns, interval, note
 from tournesol.segments.models import Segment
 
 Z95: Final = NormalDist().inv_cdf(0.975)
@@ -106,9 +106,13 @@ def scorecard(session: Session, campaign: Campaign, *, now: datetime) -> Report:
     notes = list(inc.notes)
     if naive.purchasers and inc_conversions is not None:
         notes.append(
-            f"{naive.purchasers} buyers followed a message, but the control group shows that "
-            f"about {max(inc_conversions.estimate, 0):.0f} of them bought because of it: the "
-            "others would have bought anyway. Judge the campaign on the incremental figures."
+            note(
+                "%(buyers)s buyers followed a message, but the control group shows that about "
+                "%(caused)s of them bought because of it: the others would have bought anyway. "
+                "Judge the campaign on the incremental figures.",
+                buyers=naive.purchasers,
+                caused=f"{max(inc_conversions.estimate, 0):.0f}",
+            )
         )
     return Report(
         key="scorecard",
@@ -175,8 +179,11 @@ def variants(session: Session, campaign: Campaign, *, now: datetime) -> Report:
     notes = [n for n in inc.notes if not n.startswith("revenue")]
     if adjusted is not None:
         notes.append(
-            f"{len(comparisons)} variants are compared with the control group at once: the "
-            "adjusted p-values (Benjamini-Hochberg) decide which effects are shown."
+            note(
+                "%(count)s variants are compared with the control group at once: the adjusted "
+                "p-values (Benjamini-Hochberg) decide which effects are shown.",
+                count=len(comparisons),
+            )
         )
     return Report(
         key="variants",
@@ -251,10 +258,13 @@ def matchback(session: Session, campaign: Campaign, *, now: datetime) -> Report:
     for row in rows:
         if control_rate is not None and row["cell"] == "treatment":
             row["incremental_response"] = row["response_rate"] - control_rate
-    notes = [
-        f"Window: {windows.days('postal')} days after the in-home date (the print run plus "
-        f"{windows.postal_delay_days} days of delivery). An order counts whether or not the "
-        "customer quoted the key code.",
+    notes: list[str] = [
+        note(
+            "Window: %(days)s days after the in-home date (the print run plus %(delay)s days "
+            "of delivery). An order counts whether or not the customer quoted the key code.",
+            days=windows.days("postal"),
+            delay=windows.postal_delay_days,
+        )
     ]
     if not rows:
         notes.append("This campaign mailed no letters: nothing to match back.")
@@ -417,7 +427,13 @@ def _period_notes(rows: Sequence[Any], since: datetime, until: datetime) -> list
             "their variances add) and allocated revenue (each purchase once); attributed "
             "revenue is not totalled."
         ]
-    return [f"No campaign reached customers between {since:%Y-%m-%d} and {until:%Y-%m-%d}."]
+    return [
+        note(
+            "No campaign reached customers between %(since)s and %(until)s.",
+            since=f"{since:%Y-%m-%d}",
+            until=f"{until:%Y-%m-%d}",
+        )
+    ]
 
 
 def channels(session: Session, *, since: datetime, until: datetime, now: datetime) -> Report:
@@ -972,7 +988,7 @@ def quality_trend(session: Session, *, now: datetime, weeks: int = 12) -> Report
         ),
         rows=rows,
         charts=[Chart("line", "Reject rate by week", "week", ("reject_rate",))],
-        notes=[] if rows else [f"No import in the last {weeks} weeks."],
+        notes=[] if rows else [note("No import in the last %(weeks)s weeks.", weeks=weeks)],
         as_of=now,
     )
 

@@ -23,6 +23,31 @@ KINDS: Final = ("text", "count", "money", "rate", "points", "ratio", "date", "in
 ChartKind = Literal["bar", "line", "band"]
 
 
+class Note(str):
+    """A note with figures in it: its text is the English sentence (what exports carry), and
+    it keeps its template (``msgid``, with ``%(name)s`` placeholders) and the values, so a
+    page can translate the template and fill it in.
+
+    >>> n = note("%(n)s buyers followed a message.", n=12)
+    >>> str(n), n.msgid, n.params
+    ('12 buyers followed a message.', '%(n)s buyers followed a message.', {'n': '12'})
+    """
+
+    msgid: str
+    params: dict[str, str]
+
+    def __new__(cls, msgid: str, params: dict[str, str]) -> Note:
+        made = super().__new__(cls, msgid % params)
+        made.msgid = msgid
+        made.params = params
+        return made
+
+
+def note(msgid: str, **params: object) -> Note:
+    """A :class:`Note` from its English template and its values (turned into text)."""
+    return Note(msgid, {name: str(value) for name, value in params.items()})
+
+
 @dataclass(frozen=True)
 class Column:
     """A column: its key in the rows, its label (English; the page translates it), its kind
