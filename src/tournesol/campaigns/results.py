@@ -71,7 +71,7 @@ def _days_after(dialect: Dialect, later: Any, earlier: Any, days: Any) -> Column
     return cast(ColumnElement[bool], func.julianday(later) <= func.julianday(earlier) + days)
 
 
-def _is_purchase(brand_id: Any) -> list[ColumnElement[bool]]:
+def is_purchase(brand_id: Any) -> list[ColumnElement[bool]]:
     """Conditions on Transaction for a purchase that counts for a campaign of ``brand_id``
     (a column or a value; None: the whole group)."""
     t = Transaction
@@ -135,7 +135,7 @@ def attribute(session: Session, *, now: datetime, campaign_ids: Sequence[int] | 
     conditions: list[ColumnElement[bool]] = [
         o.state.in_(REACHED_STATES),
         o.sent_at.is_not(None),
-        *_is_purchase(c.brand_id),
+        *is_purchase(c.brand_id),
         t.occurred_at > o.sent_at,
         ~_days_after(dialect, t.occurred_at, o.sent_at, delay),
         t.occurred_at <= now,
@@ -531,7 +531,7 @@ def _control_figures(
             ct.campaign_id == campaign.id,
             ct.group == "control",
             ct.send_at.is_not(None),
-            *_is_purchase(campaign.brand_id),
+            *is_purchase(campaign.brand_id),
             t.occurred_at > ct.send_at,
             t.occurred_at <= now,
             _days_after(dialect, t.occurred_at, ct.send_at, campaign.attribution_days),

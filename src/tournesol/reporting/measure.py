@@ -48,7 +48,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
 )
 from sqlalchemy import cast as sql_cast
@@ -161,13 +160,11 @@ def _arm(ct: type[CampaignTarget]) -> ColumnElement[Any]:
 
 
 def _purchases(campaign: Campaign) -> list[ColumnElement[bool]]:
-    """What counts as a purchase for ``campaign`` (as in campaigns.results): any transaction
-    but a return, of the campaign's brand or of none (all brands for a group campaign)."""
-    t = Transaction
-    found: list[ColumnElement[bool]] = [t.kind != "return", t.occurred_at.is_not(None)]
-    if campaign.brand_id is not None:
-        found.append(or_(t.brand_id.is_(None), t.brand_id == campaign.brand_id))
-    return found
+    """What counts as a purchase for ``campaign``: campaigns.results' rule (any transaction
+    but a return, of the campaign's brand or of none; all brands for a group campaign)."""
+    from tournesol.campaigns.results import is_purchase
+
+    return is_purchase(campaign.brand_id)
 
 
 # --- intention-to-treat sums -----------------------------------------------------------------
@@ -232,11 +229,17 @@ def _assigned(session: Session, campaign: Campaign, windows: Windows, cuts: Sequ
 
 
 def _per_customer(
-    session: Session, campaign: Campaign, *, now: datetime, cuts: Sequence[str] = ()
+    session: Session,
+    campaign: Campaign,
+    *,
+    now: datetime,
+    cuts: Sequence[str] = (),
+    span: Span | None = None,
 ) -> Select[Any] | None:
     """One row per assigned customer: arm, cuts, converted (0/1), revenue in the window
-    (``post``) and in the pre-period (``pre``); None when nobody is assigned."""
-    span = _span(session, campaign.id)
+    (``post``) and in the pre-period (``pre``); None when nobody is assigned. ``span``: the
+    campaign's, when the caller has read it already."""
+    span = span or _span(session, campaign.id)
     if span.first is None or span.last is None:
         return None
     dialect = Dialect.of(session)
@@ -278,21 +281,18 @@ def _per_customer(
 ArmKey = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One arm (and cut)'s sums, and the number of purchases its customers made."""
-
-    totals: stats.ArmTotals
-    purchases: int
-
-
 def arm_cells(
-    session: Session, campaign: Campaign, *, now: datetime, cuts: Sequence[str] = ()
-) -> dict[ArmKey, Cell]:
+    session: Session,
+    campaign: Campaign,
+    *,
+    now: datetime,
+    cuts: Sequence[str] = (),
+    span: Span | None = None,
+) -> dict[ArmKey, CellFigures]:
     """Per arm and cut values (key ``(arm, *cut values)``), what the statistics need, in one
     grouped query. ``cuts`` among :data:`CUTS` (the assigned channel, the variant, the week of
     the reference time). Arms nobody is assigned to are absent."""
-    per = _per_customer(session, campaign, now=now, cuts=cuts)
+    per = _per_customer(session, campaign, now=now, cuts=cuts, span=span)
     if per is None:
         return {}
     p = per.subquery("per_customer")
@@ -314,20 +314,20 @@ def arm_cells(
             func.sum(p.c.purchases),
         ).group_by(p.c.arm, *cut_columns)
     )
-    found: dict[ArmKey, Cell] = {}
+    found: dict[ArmKey, CellFigures] = {}
     for row in rows:
         arm, keys = row[0], tuple(row[1 : 1 + len(cuts)])
         n, x, s, q, ps, pq, xs, bought = row[1 + len(cuts) :]
-        totals = stats.ArmTotals(
+        found[(arm, *keys)] = CellFigures(
             assigned=int(n),
             converted=int(x or 0),
+            purchases=int(bought or 0),
             revenue_sum=float(s or 0),
             revenue_sumsq=float(q or 0),
             pre_sum=float(ps or 0),
             pre_sumsq=float(pq or 0),
             cross_sum=float(xs or 0),
         )
-        found[(arm, *keys)] = Cell(totals, int(bought or 0))
     return found
 
 
@@ -336,22 +336,21 @@ def arm_totals(
 ) -> dict[ArmKey, stats.ArmTotals]:
     """:func:`arm_cells` without the purchase counts: what the statistics read."""
     return {
-        key: cell.totals for key, cell in arm_cells(session, campaign, now=now, cuts=cuts).items()
+        key: cell.totals() for key, cell in arm_cells(session, campaign, now=now, cuts=cuts).items()
     }
 
 
-def arm_values(session: Session, campaign: Campaign, *, now: datetime, arm: str) -> list[float]:
-    """Every assigned customer's revenue in the window, for one arm (for the bootstrap)."""
+def arm_values(session: Session, campaign: Campaign, *, now: datetime) -> dict[str, list[float]]:
+    """Every assigned customer's revenue in the window, by arm (for the bootstrap), in one
+    read."""
     per = _per_customer(session, campaign, now=now)
     if per is None:
-        return []
+        return {}
     p = per.subquery("per_customer")
-    return [
-        float(v)
-        for v in session.scalars(
-            select(p.c.post).where(p.c.arm == arm).limit(BOOTSTRAP_MAX_CUSTOMERS + 1)
-        )
-    ]
+    found: dict[str, list[float]] = {}
+    for arm, value in session.execute(select(p.c.arm, p.c.post).limit(BOOTSTRAP_MAX_CUSTOMERS + 1)):
+        found.setdefault(arm, []).append(float(value))
+    return found
 
 
 # --- incremental ---------------------------------------------------------------------------
@@ -514,14 +513,12 @@ def incremental(
     cells (``measured``, else :func:`cells`: the stored ones when recent). ``cost`` defaults
     to the campaign's cost (fixed plus unit costs of the messages sent)."""
     measured = measured or cells(session, campaign, now=now)
-    arms: dict[str, stats.ArmTotals] = {}
-    variants: dict[str, stats.ArmTotals] = {}
+    arms = {arm: figures.totals() for (arm,), figures in measured.arms().items()}
+    by_variant: dict[str, CellFigures] = {}
     for (arm, variant), figures in measured.arms(by=("variant",)).items():
-        totals = figures.totals()
-        arms[arm] = _add(arms.get(arm), totals)
-        if arm == "treatment":
-            name = variant or "A"
-            variants[name] = _add(variants.get(name), totals)
+        if arm == "treatment":  # targets planned before variants existed read as A
+            by_variant.setdefault(variant or "A", CellFigures()).add(figures)
+    variants = {name: figures.totals() for name, figures in by_variant.items()}
     notes: list[str] = []
     if measured.stored:
         notes.append(
@@ -543,10 +540,8 @@ def incremental(
         if stats.needs_bootstrap(treatment, control) and (
             treatment.assigned + control.assigned <= BOOTSTRAP_MAX_CUSTOMERS
         ):
-            values = (
-                arm_values(session, campaign, now=now, arm="treatment"),
-                arm_values(session, campaign, now=now, arm="control"),
-            )
+            read = arm_values(session, campaign, now=now)
+            values = (read.get("treatment", []), read.get("control", []))
         main = compare("treatment", treatment, control, level=level, values=values)
         share = float(campaign.control_share or 0)
         if 0 < share < 1:
@@ -638,20 +633,6 @@ def campaign_cost(session: Session, campaign: Campaign) -> Decimal:
     ):
         total += unit_cost(campaign, channel) * sent
     return total.quantize(Decimal("0.01"))
-
-
-def _add(a: stats.ArmTotals | None, b: stats.ArmTotals) -> stats.ArmTotals:
-    if a is None:
-        return b
-    return stats.ArmTotals(
-        assigned=a.assigned + b.assigned,
-        converted=a.converted + b.converted,
-        revenue_sum=a.revenue_sum + b.revenue_sum,
-        revenue_sumsq=a.revenue_sumsq + b.revenue_sumsq,
-        pre_sum=(a.pre_sum or 0) + (b.pre_sum or 0),
-        pre_sumsq=(a.pre_sumsq or 0) + (b.pre_sumsq or 0),
-        cross_sum=(a.cross_sum or 0) + (b.cross_sum or 0),
-    )
 
 
 def _scaled(result: stats.Difference, factor: float) -> stats.Difference:
@@ -801,10 +782,10 @@ def allocated_cells(
 
 
 def store_revenue(
-    session: Session, campaign: Campaign, *, now: datetime
+    session: Session, campaign: Campaign, *, now: datetime, span: Span | None = None
 ) -> list[tuple[str, str | None, str | None, str | None, float]]:
     """Revenue in the window of every assigned customer, by (arm, channel, week, store)."""
-    span = _span(session, campaign.id)
+    span = span or _span(session, campaign.id)
     if span.first is None or span.last is None:
         return []
     dialect = Dialect.of(session)
@@ -937,14 +918,11 @@ def compute(session: Session, campaign: Campaign, *, now: datetime) -> Cells:
         k = cast(CellKey, tuple(v or "" for v in key))
         return cells.setdefault(k, CellFigures())
 
-    for (arm, channel, variant, week), c in arm_cells(
-        session, campaign, now=now, cuts=("channel", "variant", "week")
+    span = _span(session, campaign.id)
+    for (arm, channel, variant, week), figures in arm_cells(
+        session, campaign, now=now, cuts=("channel", "variant", "week"), span=span
     ).items():
-        f = cell(arm, channel, variant, week, None)
-        t = c.totals
-        f.assigned, f.converted, f.purchases = t.assigned, t.converted, c.purchases
-        f.revenue_sum, f.revenue_sumsq = t.revenue_sum, t.revenue_sumsq
-        f.pre_sum, f.pre_sumsq, f.cross_sum = t.pre_sum or 0, t.pre_sumsq or 0, t.cross_sum or 0
+        cell(arm, channel, variant, week, None).add(figures)
     for by_store in (False, True):
         for channel, week, store, n, revenue in attributed_cells(
             session, campaign, now=now, by_store=by_store
@@ -958,9 +936,8 @@ def compute(session: Session, campaign: Campaign, *, now: datetime) -> Cells:
             f = cell("treatment", channel, None, week, (store or "-") if by_store else None)
             f.allocated_purchases += n
             f.allocated_revenue += revenue
-    for arm, channel, week, store, revenue in store_revenue(session, campaign, now=now):
+    for arm, channel, week, store, revenue in store_revenue(session, campaign, now=now, span=span):
         cell(arm, channel, None, week, store or "-").revenue_sum += revenue
-    span = _span(session, campaign.id)
     return Cells(
         campaign_id=campaign.id,
         as_of=now,

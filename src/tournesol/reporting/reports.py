@@ -842,8 +842,8 @@ def cube(session: Session, query: CubeQuery, *, now: datetime) -> Report:
     since = query.since or now - timedelta(days=365)
     until = query.until or now + timedelta(days=1)
     chosen = campaigns_between(session, since, until)
-    segments = _names(session, Segment, {c.segment_id for c in chosen})
-    brands = _codes(session, {c.brand_id for c in chosen})
+    segments = _labels(session, Segment.name, {c.segment_id for c in chosen})
+    brands = _labels(session, Brand.code, {c.brand_id for c in chosen})
     meta = {
         c.id: {"campaign": c.code, "segment": segments.get(c.segment_id, "-"),
                "brand": brands.get(c.brand_id, "all brands")}
@@ -908,18 +908,13 @@ def cube(session: Session, query: CubeQuery, *, now: datetime) -> Report:
     )
 
 
-def _names(session: Session, model: Any, ids: Iterable[int | None]) -> dict[int | None, str]:
+def _labels(session: Session, label: Any, ids: Iterable[int | None]) -> dict[int | None, str]:
+    """``label`` (a model's name or code column) of the rows with these ids."""
+    model = label.class_
     wanted = [i for i in ids if i is not None]
     if not wanted:
         return {}
-    return dict(session.execute(select(model.id, model.name).where(model.id.in_(wanted))).all())
-
-
-def _codes(session: Session, ids: Iterable[int | None]) -> dict[int | None, str]:
-    wanted = [i for i in ids if i is not None]
-    if not wanted:
-        return {}
-    return dict(session.execute(select(Brand.id, Brand.code).where(Brand.id.in_(wanted))).all())
+    return dict(session.execute(select(model.id, label).where(model.id.in_(wanted))).all())
 
 
 def _fine(
